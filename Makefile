@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine:  `make demo`  and  `make test`.
+# torch is pinned to the CPU wheel by default so a CPU machine never pulls a multi-GB CUDA build.
+# GPU users:  make demo TORCH="torch>=2.4"   (or install the CUDA build of torch into .venv first).
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+FASHION_DIR ?= /usr/share/datasets/fashion-mnist
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install data demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+# Fashion-MNIST comes from the Debian package; nothing is downloaded at run time.
+data:
+	@if [ -n "$$NETGROW_FASHION_MNIST" ] || [ -f "$(FASHION_DIR)/train-images-idx3-ubyte.gz" ]; then \
+	  echo "Fashion-MNIST found"; \
+	else \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; \
+	fi
+
+demo: install data
+	$(BIN)/netgrow demo
+
+test: install data
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
