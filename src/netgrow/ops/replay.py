@@ -1,0 +1,40 @@
+"""Rebuild an architecture from a base model plus a growth log (used when loading checkpoints).
+
+Every op record carries ``"op"``, ``"input_shape"`` and ``"input_dtype"`` and everything else its op
+needs; each op module defines ``replay(model, record) -> nn.Module``, which rebuilds the module
+structure and tensor shapes (the weights are then loaded from the checkpoint, so their values do not
+matter and no verification is run).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from netgrow.errors import CheckpointError
+
+OP_MODULES = {
+    "widen": "netgrow.ops.widen",
+    "prune": "netgrow.ops.prune",
+    "deepen": "netgrow.ops.deepen",
+    "expand_classes": "netgrow.ops.expand",
+    "grow": "netgrow.models.grow",
+}
+
+
+def example_input(record: dict[str, Any]) -> torch.Tensor:
+    """A zero input of the shape and dtype the op was recorded with."""
+    return torch.zeros(record["input_shape"], dtype=getattr(torch, record.get("input_dtype", "float32")))
+
+
+def replay_log(model: nn.Module, log: list[dict[str, Any]]) -> nn.Module:
+    """Apply every record of ``log`` to ``model`` in order; returns the rebuilt model."""
+    for i, record in enumerate(log):
+        op = record.get("op")
+        if op not in OP_MODULES:
+            raise CheckpointError(f"growth log entry {i} has unknown op {op!r}; known ops: {sorted(OP_MODULES)}")
+        model = importlib.import_module(OP_MODULES[op]).replay(model, record)
+    return model
