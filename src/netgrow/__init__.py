@@ -35,10 +35,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "channel_groups": "netgrow.graph",
     "ChannelGroup": "netgrow.graph",
-    "widen": "netgrow.ops",
-    "deepen": "netgrow.ops",
-    "expand_classes": "netgrow.ops",
-    "prune": "netgrow.ops",
+    # the defining submodule itself, not its package: a package attribute named like a submodule
+    # becomes that submodule once it is imported
+    "widen": "netgrow.ops.widen",
+    "deepen": "netgrow.ops.deepen",
+    "expand_classes": "netgrow.ops.expand",
+    "prune": "netgrow.ops.prune",
     "param_map": "netgrow.ops.param_map",
     "growth_log": "netgrow.spec",
     "count_macs": "netgrow.train.macs",

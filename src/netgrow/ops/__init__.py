@@ -8,20 +8,11 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+# Each function lives in a submodule of the same name; importing the function last binds the package
+# attribute to the function (importing a submodule binds the attribute to the module).
+from netgrow.ops.deepen import deepen
+from netgrow.ops.expand import expand_classes
+from netgrow.ops.prune import prune
+from netgrow.ops.widen import widen
 
-_LAZY = {
-    "widen": "netgrow.ops.widen",
-    "prune": "netgrow.ops.prune",
-    "deepen": "netgrow.ops.deepen",
-    "expand_classes": "netgrow.ops.expand",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'netgrow.ops' has no attribute {name!r}")
+__all__ = ["deepen", "expand_classes", "prune", "widen"]
