@@ -1,0 +1,72 @@
+"""Write the analysis of a run: analysis.json, CSV tables, Table 3 as Markdown.
+
+NaN (an undefined rate) is written as ``null`` in JSON and as an empty cell in CSV/Markdown.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats replaced by None and tuples by lists (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return ""
+    if isinstance(v, (list, tuple)):
+        return ";".join(str(_cell(x)) for x in v)
+    return "" if v is None else v
+
+
+def write_csv(path: str | os.PathLike[str], header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for row in rows:
+            w.writerow([_cell(v) for v in row])
+    return path
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.2f}"
+
+
+def table3_markdown(rows: Sequence[Mapping[str, Any]], title: str, notes: Sequence[str] = ()) -> str:
+    """Table 3 analogue: adversarial accuracy (%) vs ε, grown w/ MI (vote, defer), w/o MI, scratch baseline."""
+    has_base = any(r.get("baseline") is not None for r in rows)
+    head = ["ε", "grown (w/ MI, vote)", "grown (w/ MI, defer)", "grown (w/o MI)"]
+    head += ["scratch baseline"] if has_base else []
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{r['eps']:g}", _pct(r.get("mi")), _pct(r.get("mi_defer")), _pct(r.get("final"))]
+        if has_base:
+            cells.append(_pct(r.get("baseline")))
+        lines.append("| " + " | ".join(cells) + " |")
+    if notes:
+        lines.append("")
+        lines.extend(notes)
+    return "\n".join(lines) + "\n"
