@@ -1,1 +1,14 @@
-"""netgrow.graph"""
+"""netgrow.graph: channel groups of a model, found by tracing it with torch.fx.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from netgrow.graph import channel_groups
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 2))
+    >>> g = channel_groups(net, torch.randn(1, 3, 6, 6))[1]
+    >>> g.producers, g.passthrough, g.consumers
+    (['0'], ['1', '2'], [Consumer(module='4', offset=0, block=16)])
+"""
+
+from netgrow.graph.groups import ChannelGraph, ChannelGroup, Consumer, ModuleUse, Segment, analyse, channel_groups
+
+__all__ = ["ChannelGraph", "ChannelGroup", "Consumer", "ModuleUse", "Segment", "analyse", "channel_groups"]
