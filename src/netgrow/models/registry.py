@@ -1,0 +1,123 @@
+"""The model registry: thin typed entry points per family member, ``create`` and spec queries.
+
+Every entry point has the signature ``(num_classes, width, in_channels, input_size) -> nn.Module`` and is
+registered with ``@register_model`` under its function name (timm style). ``create`` validates the
+arguments, builds the model and records its base spec (``netgrow.spec.set_base``) so checkpoints can
+rebuild it.
+
+``input_size`` is an int (a square image for the 2-D families and the MLP, a sequence length for
+``cnn1d``) or a list of spatial sizes (``[40]`` = a length-40 sequence, ``[28, 28]`` = a 28x28 image).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from torch import nn
+
+from netgrow.errors import NetgrowValueError
+from netgrow.spec import get_spec, set_base
+
+log = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_OUTPUT_LAYER = "classifier"  # every netgrow family names its final layer this way
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+InputSize = int | Sequence[int]  # an int, or one size per spatial dim
+
+
+def register_model(fn: F) -> F:
+    """Register a model entry point under its function name."""
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``create``, sorted by family then depth.
+
+        >>> "vgg11" in list_models() and "resnet20" in list_models()
+        True
+    """
+    import netgrow.models  # noqa: F401  (importing the package registers every family)
+
+    def key(name: str) -> tuple[str, int]:
+        stem = name.rstrip("0123456789")
+        return stem, int(name[len(stem) :] or 0)
+
+    return sorted(_REGISTRY, key=key)
+
+
+def spatial_sizes(input_size: int | Sequence[int], dims: int) -> list[int]:
+    """``input_size`` as a list of ``dims`` spatial sizes (an int is repeated)."""
+    sizes = [int(input_size)] * dims if isinstance(input_size, int) else [int(s) for s in input_size]
+    if len(sizes) != dims or any(s < 1 for s in sizes):
+        raise NetgrowValueError(
+            f"input_size={input_size!r} does not describe a {dims}-D input; pass an int >= 1 or a list of {dims} sizes"
+        )
+    return sizes
+
+
+def create(
+    name: str,
+    num_classes: int = 10,
+    width: float = 1.0,
+    in_channels: int = 3,
+    input_size: int | Sequence[int] = 32,
+) -> nn.Module:
+    """Build a fresh model of the registered family member ``name`` and record its base spec.
+
+        >>> import torch
+        >>> create("vgg11", num_classes=5, width=0.25)(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 5])
+        >>> create("mlp", in_channels=1, input_size=[40])(torch.zeros(2, 1, 40)).shape
+        torch.Size([2, 10])
+    """
+    names = list_models()
+    if name not in _REGISTRY:
+        raise NetgrowValueError(f"unknown model {name!r}; netgrow.models.create accepts one of {names}")
+    for key, value in {"num_classes": num_classes, "width": width, "in_channels": in_channels}.items():
+        if not value > 0:
+            raise NetgrowValueError(f"create({name!r}): {key}={value!r} is invalid; it must be positive")
+    if not isinstance(input_size, int):
+        input_size = [int(s) for s in input_size]
+    model = _REGISTRY[name](num_classes=num_classes, width=width, in_channels=in_channels, input_size=input_size)
+    set_base(model, name, num_classes=num_classes, width=width, in_channels=in_channels, input_size=input_size)
+    log.debug("created %s (%d parameters)", name, sum(p.numel() for p in model.parameters()))
+    return model
+
+
+def architecture(model: nn.Module) -> str:
+    """The family member a netgrow model's structure currently is (its base, or the last ``grow`` target).
+
+    Ops that keep the family's layout (widen, prune, expand_classes) do not change the name; ``deepen``
+    inserts blocks no family member has, so a deepened model still reports the member it was deepened from.
+
+        >>> architecture(create("vgg11", width=0.25))
+        'vgg11'
+    """
+    spec = get_spec(model)
+    if spec["base"] is None:
+        raise NetgrowValueError(
+            f"{type(model).__name__} is not a netgrow model (no base spec); build it with netgrow.models.create"
+        )
+    arch = spec["base"]["family"]
+    for record in spec["log"]:
+        if record.get("op") == "grow":
+            arch = record["target"]
+    return arch
+
+
+def output_layer(model: nn.Module) -> str:
+    """The ``named_modules()`` name of the final classifier layer.
+
+    netgrow's families all call it ``"classifier"``; for any other model the layer is found by tracing
+    (``netgrow.ops.expand.find_output_layer``).
+    """
+    if get_spec(model)["base"] is not None:
+        return _OUTPUT_LAYER
+    from netgrow.ops.expand import find_output_layer  # ops sit above models; import only when needed
+
+    return find_output_layer(model)
