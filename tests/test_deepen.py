@@ -345,7 +345,6 @@ def test_refuses_non_idempotent_activations(act, after):
         ("nope", "has no module named 'nope'"),
         ("", "must name a submodule"),
         ("fc", "after 'fc' in GatedNet: it is the output layer.*use expand_classes"),
-        ("conv2", "after 'conv2'.*functional relu in forward.*use an activation module"),
         ("conv3", "after 'conv3'.*feeds 'shared', which is called 2 times.*own module"),
         ("shared", "after 'shared'.*called 2 times"),
     ],
@@ -358,6 +357,37 @@ def test_refusals_name_the_module_and_the_fix(after, match):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
+@pytest.mark.parametrize("dtype,rel", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("kind", ["layer", "residual"])
+def test_deepen_before_a_functional_relu(dtype, rel, kind):
+    """`bn` feeds F.relu in forward: the wrapper applies ReLU itself, forward's relu(relu(v)) == relu(v)."""
+
+    class FunctionalReLU(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.fc(F.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = FunctionalReLU().to(dtype)
+    model(torch.randn(16, 3, 6, 6, dtype=dtype))  # non-trivial running statistics
+    model.eval()
+    x = torch.randn(4, 3, 6, 6, dtype=dtype)
+    new = deepen(model, "conv", x, data=[torch.randn(16, 3, 6, 6, dtype=dtype)], kind=kind)
+    wrapper = new.get_submodule("bn")
+    assert isinstance(wrapper, nn.Sequential) and isinstance(wrapper[1], nn.ReLU) and len(wrapper) == 3
+    x_new = torch.randn(5, 3, 6, 6, dtype=dtype)
+    with torch.no_grad():
+        ref = model(x_new)
+        assert (new(x_new) - ref).abs().max() <= rel * (1 + ref.abs().max())
+    if kind == "layer":  # the block's BatchNorm measured the values after the ReLU: non-negative means
+        bn = [m for m in wrapper[2].modules() if isinstance(m, nn.BatchNorm2d)]
+        assert len(bn) == 1 and (bn[0].running_mean >= 0).all() and bn[0].running_mean.sum() > 0
+    assert isinstance(model.bn, nn.BatchNorm2d)  # the input model is untouched
+
+
 def test_refuses_functional_non_idempotent_and_bad_kind_and_empty_data():
     class Func(nn.Module):
         def __init__(self):
@@ -368,7 +398,7 @@ def test_refuses_functional_non_idempotent_and_bad_kind_and_empty_data():
         def forward(self, x):
             return self.out(torch.tanh(self.lin(x)))
 
-    with pytest.raises(NetgrowValueError, match="functional tanh.*also not idempotent"):
+    with pytest.raises(NetgrowValueError, match="functional tanh in forward, which is not idempotent"):
         deepen(Func(), "lin", torch.randn(2, 3))
     model = _user()
     x = torch.randn(2, 3, 8, 8)

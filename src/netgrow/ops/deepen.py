@@ -266,6 +266,9 @@ class InsertionPoint:
     layer: nn.Module | None  # the Conv/Linear that produced the value (kernel size, bias), if found
     dtype: torch.dtype
     device: torch.device
+    # set when the point's value goes through a functional idempotent activation in forward: the wrapper
+    # applies it before the block (Sequential(old, pre_act, block)) and forward applies it once more
+    pre_act: nn.Module | None = None
 
 
 def _refuse(model: nn.Module, after: str, why: str, fix: str = _FIX) -> NetgrowValueError:
@@ -389,6 +392,7 @@ def find_insertion_point(model: nn.Module, after: str, example_input: torch.Tens
         if n.op == "call_module":
             calls[str(n.target)] = calls.get(str(n.target), 0) + 1
     shared_fix = "give each call site its own module, or deepen after another module"
+    pre_act: nn.Module | None = None
     if calls.get(after, 0) != 1:
         why = "it is never called in forward" if after not in calls else f"it is called {calls[after]} times in forward"
         raise _refuse(model, after, why, shared_fix)
@@ -421,18 +425,28 @@ def find_insertion_point(model: nn.Module, after: str, example_input: torch.Tens
         elif (
             isinstance(cur, (*_LAYERS, _BN))
             and user.op in ("call_function", "call_method")
-            and _op_name(user) in _FUNCTIONAL_IDEMPOTENT | _FUNCTIONAL_OTHER
+            and _op_name(user) in _FUNCTIONAL_IDEMPOTENT
         ):
-            idem = "" if _op_name(user) in _FUNCTIONAL_IDEMPOTENT else ", which is also not idempotent"
+            # A functional activation in forward cannot be wrapped, but since it is idempotent the module
+            # can apply it itself: path -> Sequential(old, act, block), and forward's act(act(v)) == act(v).
+            pre_act = _functional_act(user)
+            break
+        elif (
+            isinstance(cur, (*_LAYERS, _BN))
+            and user.op in ("call_function", "call_method")
+            and _op_name(user) in _FUNCTIONAL_OTHER
+        ):
             raise _refuse(
                 model, after,
-                f"its output goes through the functional {_op_name(user)} in forward{idem}, which cannot be wrapped",
-                "use an activation module (e.g. nn.ReLU) in forward, or deepen after another module",
+                f"its output goes through the functional {_op_name(user)} in forward, which is not idempotent "
+                "(phi(phi(v)) != phi(v)), so no identity layer of that kind exists there",
             )  # fmt: skip
         else:
             break
     path = str(node.target)
     act, norm, layer, flattened = _describe(model, after, node, modules)
+    if pre_act is not None:
+        act = pre_act
 
     captured: list[torch.Tensor] = []
     handle = get_module(model, path).register_forward_hook(
@@ -444,6 +458,8 @@ def find_insertion_point(model: nn.Module, after: str, example_input: torch.Tens
     finally:
         handle.remove()
     out = captured[0]
+    if pre_act is not None:
+        out = pre_act(out)
     if isinstance(layer, nn.Linear) or out.dim() == 2:
         dim = 0
     elif out.dim() in (3, 4):
@@ -456,7 +472,7 @@ def find_insertion_point(model: nn.Module, after: str, example_input: torch.Tens
     if layer is not None and layer.weight.dim() != (2 if dim == 0 else dim + 2):
         layer = None  # e.g. a conv before a flatten: its kernel says nothing about the inserted Linear
     channels = out.shape[-1] if dim == 0 else out.shape[1]
-    return InsertionPoint(path, dim, int(channels), act, norm, layer, out.dtype, out.device)
+    return InsertionPoint(path, dim, int(channels), act, norm, layer, out.dtype, out.device, pre_act)
 
 
 # ---------------------------------------------------------------------------------------------- the op
@@ -502,13 +518,16 @@ def deepen(
     point = find_insertion_point(new, after, example_input)
     if kind == "residual" and point.dim == 0:
         raise _refuse(model, after, "kind='residual' needs a Conv1d/Conv2d feature map there", "use kind='layer'")
+    old = get_module(new, point.path)
+    head = [old] if point.pre_act is None else [old, point.pre_act]
+    if point.pre_act is not None:  # so the statistics below see the block's input, after the activation
+        set_module(new, point.path, nn.Sequential(*head))
     stats = None
     if data is not None and kind == "layer" and point.norm is not None:
         stats = collect_channel_stats(new, [point.path], data)[point.path]
     block = build_block(point, kind, stats)
-    old = get_module(new, point.path)
     block.train(old.training)
-    wrapper = nn.Sequential(old, block)
+    wrapper = nn.Sequential(*head, block)
     wrapper.training = old.training
     set_module(new, point.path, wrapper)
 
@@ -528,7 +547,7 @@ def deepen(
     for name in list(pm):
         if name.startswith(prefix_new):
             pm[name] = ParamSource(prefix_old + name[len(prefix_new) :])
-        elif name.startswith(f"{point.path}.1."):
+        elif name.startswith(f"{point.path}."):  # the inserted block (after an optional activation)
             pm[name] = ParamSource(None)
     set_param_map(new, pm)
     if verify:
