@@ -40,3 +40,10 @@ def test_readme_snippets_run(tmp_path, monkeypatch):
 @pytest.mark.parametrize("doc", ["docs/architecture.md", "docs/cli.md", "docs/analysis.md", "BENCHMARKS.md"])
 def test_linked_docs_exist(doc):
     assert (README.parent / doc).is_file(), f"README links {doc}, which does not exist"
+
+
+def test_architecture_doc_examples_run():
+    import doctest
+
+    result = doctest.testfile(str(README.parent / "docs" / "architecture.md"), module_relative=False)
+    assert result.attempted >= 1 and result.failed == 0
