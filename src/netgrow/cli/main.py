@@ -1,0 +1,168 @@
+"""The ``netgrow`` command.
+
+    netgrow run EXPERIMENT.toml [--out DIR] [--resume] [--quiet]
+    netgrow compare RUN_DIR... [--baseline DIR] [--out DIR]
+    netgrow report RUN_DIR... [--out DIR]
+    netgrow demo [--out DIR] [--quick]
+    netgrow analyze RUN_DIR [--baseline SCRATCH_RUN_DIR] [--out DIR]
+
+Exit codes: 0 success; 2 a bad config or command line (nothing was written); 1 a failure while running
+(the message says what happened; a killed or failed run can be continued with ``--resume``); 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from netgrow.errors import ConfigError, NetgrowError
+
+log = logging.getLogger("netgrow.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _setup_logging(quiet: bool) -> None:
+    root = logging.getLogger()
+    if not any(getattr(h, "_netgrow", False) for h in root.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("[netgrow] %(message)s"))
+        h._netgrow = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    import os
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # torchrun: only rank 0 reports progress
+    root.setLevel(logging.WARNING if quiet or not main_rank else logging.INFO)
+
+
+def check_out_dir(out: Path, resume: bool) -> None:
+    """A new run needs a new (or empty) directory; a resumed one needs an existing run."""
+    exists = out.exists() and any(out.iterdir()) if out.is_dir() else out.exists()
+    if resume and not (out / "config.json").is_file():
+        raise ConfigError(f"--resume: {str(out)!r} holds no run to continue (no config.json); "
+                          f"allowed: the --out directory of a started run, or drop --resume")
+    if not resume and exists:
+        raise ConfigError(f"output directory {str(out)!r} already exists and is not empty; allowed: a new --out "
+                          f"directory, or --resume to continue the run in it")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from netgrow.cli.config import load_config, validate_resources
+    from netgrow.strategies import run_experiment
+
+    from netgrow.strategies.base import is_main_process
+
+    cfg = load_config(args.config)
+    out = Path(args.out or cfg.out)
+    if is_main_process():  # under torchrun rank 0 may already have created it
+        check_out_dir(out, args.resume)
+    cfg, train, test = validate_resources(cfg)
+    cfg = cfg.replace(out=str(out))
+    summary = run_experiment(cfg, out, train, test, quiet=args.quiet, resume=args.resume)
+    if not args.quiet and is_main_process():
+        final = summary["final"]
+        acc = final.get("test_acc")
+        print(f"{cfg.name}: {len(summary['stages'])} stage(s), final test accuracy "
+              f"{'-' if acc is None else f'{100 * acc:.2f}%'}, M = {summary['M_total']:.4g} MACs, "
+              f"wall {summary['wall_time_total']:.1f} s -> {out}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from netgrow.cli.compare import compare
+
+    compare(args.runs, out_dir=args.out, baseline=args.baseline, quiet=args.quiet)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from netgrow.cli.report import report
+
+    report(args.runs, out_dir=args.out, quiet=args.quiet)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from netgrow.cli.demo import demo
+
+    demo(out=args.out, quick=args.quick, quiet=args.quiet)
+    return EXIT_OK
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    try:
+        from netgrow.analysis.run_analysis import analyze_run
+    except ImportError as exc:
+        raise NetgrowError(f"netgrow analyze is not available in this installation ({exc})") from None
+    kwargs = {"max_samples": args.max_samples} if args.max_samples else {}
+    analyze_run(args.run, baseline=args.baseline, out_dir=args.out, quiet=args.quiet, **kwargs)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (one sub-parser per command)."""
+    p = argparse.ArgumentParser(prog="netgrow", description="Grow neural networks while they train.")
+    from netgrow import __version__
+
+    p.add_argument("--version", action="version", version=f"netgrow {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run one experiment from a TOML config")
+    r.add_argument("config", help="experiment file (see configs/*.toml and docs/cli.md)")
+    r.add_argument("--out", help="run directory (default: the config's `out`, else runs/<name>)")
+    r.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoint")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compare", help="Table 1 side by side: accuracy, M and its ratio to scratch, per stage")
+    c.add_argument("runs", nargs="+", help="run directories")
+    c.add_argument("--baseline", help="the scratch run M ratios refer to (default: the first scratch run given)")
+    c.add_argument("--out", help="where compare.md / compare.csv go (default: parent of the first run)")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_compare)
+
+    rp = sub.add_parser("report", help="PNG plots: accuracy vs epochs, vs MACs, vs parameters")
+    rp.add_argument("runs", nargs="+", help="run directories")
+    rp.add_argument("--out", help="plot directory (default: plots/ beside the first run)")
+    rp.add_argument("--quiet", action="store_true")
+    rp.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("demo", help="scratch VGG19 vs cumulative VGG11→16→19 on Fashion-MNIST (~10 min on 2 cores)")
+    d.add_argument("--out", help="demo directory (default: runs/demo-<time>)")
+    d.add_argument("--quick", action="store_true", help="a tiny subset and 1 epoch per stage (seconds; for tests)")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    a = sub.add_parser("analyze", help="robustness, FGSM and mutual inference of a run's stage models")
+    a.add_argument("run", help="run directory (cumulative runs give mutual inference over their stages)")
+    a.add_argument("--baseline", help="a scratch run to compare with")
+    a.add_argument("--out", help="output directory (default: RUN_DIR/analysis)")
+    a.add_argument("--max-samples", type=int, help="analyse a seeded random subset of the test set (quick look)")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_analyze)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``netgrow`` script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "quiet", False))
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"netgrow: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except NetgrowError as exc:
+        print(f"netgrow: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("netgrow: interrupted; continue with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
