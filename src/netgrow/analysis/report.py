@@ -6,31 +6,18 @@ NaN (an undefined rate) is written as ``null`` in JSON and as an empty cell in C
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN/inf floats replaced by None and tuples by lists (strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
+from netgrow.train.metrics import write_json_atomic
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Strict JSON (NaN -> null), written atomically."""
+    return write_json_atomic(path, obj)
 
 
 def _cell(v: Any) -> Any:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from netgrow.analysis import plots, report
+from netgrow.train.metrics import json_safe
 from netgrow.analysis._common import check_count, check_levels, hit_rate
 from netgrow.analysis.ablation import ablation_robustness, ablation_targets
 from netgrow.analysis.adversarial import Normalized
@@ -298,7 +299,7 @@ def analyze_run(
     _warn_recorded(run, stage_rows, max_samples)
     write_outputs(result, out)
     log.info("analysis written to %s", out)
-    return report.json_safe(result)
+    return json_safe(result)
 
 
 def _warn_recorded(run: Run, stage_rows: list[dict[str, Any]], max_samples: int | None) -> None:

@@ -12,40 +12,30 @@ import json
 import logging
 import math
 import os
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from netgrow.train.safe_io import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: NaN/inf floats become None (strict JSON), tuples become lists."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``obj`` as indented strict JSON atomically (temporary file, fsync, rename)."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return write_bytes_atomic(path, text.encode())
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -66,7 +56,7 @@ class MetricsWriter:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
-            f.write(json.dumps(_clean(row)) + "\n")
+            f.write(json.dumps(json_safe(row)) + "\n")
             f.flush()
 
     def rows(self) -> list[dict[str, Any]]:
@@ -101,12 +91,7 @@ class MetricsWriter:
 
         kept = [r for r in rows if keep(r)]
         if len(kept) != len(rows):
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in kept)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_bytes_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
         return len(rows) - len(kept)
 
 
@@ -119,7 +104,7 @@ def write_train_config(run_dir: str | os.PathLike[str], resolved: dict[str, Any]
         except (OSError, json.JSONDecodeError):
             old = None
         if isinstance(old, dict):
-            changed = sorted(k for k in set(old) | set(resolved) if old.get(k) != _clean(resolved.get(k)))
+            changed = sorted(k for k in set(old) | set(resolved) if old.get(k) != json_safe(resolved.get(k)))
             if changed:
                 log.warning(
                     "train_config.json: the resumed run changes %s; the result will not match an uninterrupted run",

@@ -24,18 +24,15 @@ _META_KEY = "netgrow"
 FORMAT_VERSION = 1
 
 
-def write_atomic(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Write ``tensors`` and ``meta`` to ``path`` atomically; returns the path."""
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: temporary file in the same directory, flush, fsync, rename,
+    fsync of the directory. Readers see the old file or the new one, never a half-written one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # safetensors wants contiguous CPU tensors that do not share storage
-    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    header = json.dumps({"format_version": FORMAT_VERSION, **meta})
-    payload = st_save_bytes(flat, metadata={_META_KEY: header})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -48,6 +45,14 @@ def write_atomic(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],
     finally:
         os.close(dir_fd)
     return path
+
+
+def write_atomic(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``tensors`` and ``meta`` to ``path`` atomically; returns the path."""
+    # safetensors wants contiguous CPU tensors that do not share storage
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    header = json.dumps({"format_version": FORMAT_VERSION, **meta})
+    return write_bytes_atomic(path, st_save_bytes(flat, metadata={_META_KEY: header}))
 
 
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
