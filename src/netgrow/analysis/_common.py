@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Union
 
 import torch
@@ -125,6 +125,23 @@ def hit_rate(hits: torch.Tensor) -> float:
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of rows whose argmax equals the label."""
     return hit_rate(logits.argmax(1) == y)
+
+
+@torch.no_grad()
+def data_accuracy(model: nn.Module, data: Data, batch_size: int, where: str,
+                  perturb: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Top-1 accuracy of ``model`` over ``data``, each input batch first passed through ``perturb``."""
+    correct = 0
+    total = 0
+    for x, y in iter_batches(data, batch_size, where):
+        if perturb is not None:
+            x = perturb(x)
+        x, y = to_model(model, x, y)
+        correct += int((model(x).argmax(1) == y).sum())
+        total += int(y.numel())
+    if total == 0:
+        raise NetgrowValueError(f"{where}: data is empty; pass at least one sample")
+    return correct / total
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -26,11 +26,10 @@ from netgrow.analysis._common import (
     DEFAULT_BATCH_SIZE,
     Data,
     check_count,
+    data_accuracy,
     check_levels,
     eval_mode,
-    iter_batches,
     mean_std,
-    to_model,
 )
 from netgrow.errors import NetgrowValueError
 
@@ -109,19 +108,6 @@ def _zero_channels_hook(idx: torch.Tensor) -> Any:
     return hook
 
 
-@torch.no_grad()
-def _accuracy(model: nn.Module, data: Data, batch_size: int) -> float:
-    correct = 0
-    total = 0
-    for x, y in iter_batches(data, batch_size, _WHERE):
-        x, y = to_model(model, x, y)
-        correct += int((model(x).argmax(1) == y).sum())
-        total += int(y.numel())
-    if total == 0:
-        raise NetgrowValueError(f"{_WHERE}: data is empty; pass at least one sample")
-    return correct / total
-
-
 def ablation_robustness(
     model: nn.Module,
     data: Data,
@@ -161,7 +147,7 @@ def ablation_robustness(
             accs = []
             for t in range(1 if fraction == 0 else trials):
                 with ablate(model, fraction, seed=seed + t):
-                    accs.append(_accuracy(model, data, batch_size))
+                    accs.append(data_accuracy(model, data, batch_size, _WHERE))
                 bar.update(1)
             if fraction == 0:
                 accs = accs * trials

@@ -19,13 +19,11 @@ from netgrow.analysis._common import (
     DEFAULT_BATCH_SIZE,
     Data,
     check_count,
+    data_accuracy,
     check_levels,
     eval_mode,
-    iter_batches,
     mean_std,
-    to_model,
 )
-from netgrow.errors import NetgrowValueError
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +42,15 @@ def noisy_accuracy(model: nn.Module, data: Data, sigma: float, seed: int = 0,
     """
     sigma = check_levels([sigma], "sigma", _WHERE)[0]
     gen = torch.Generator().manual_seed(int(seed))
-    correct = 0
-    total = 0
+
+    def add_noise(x: torch.Tensor) -> torch.Tensor:
+        if sigma == 0:
+            return x
+        z = torch.randn(x.shape, generator=gen, dtype=torch.float32)
+        return x + sigma * z.to(device=x.device, dtype=x.dtype)
+
     with eval_mode(model):
-        for x, y in iter_batches(data, batch_size, _WHERE):
-            if sigma > 0:
-                z = torch.randn(x.shape, generator=gen, dtype=torch.float32)
-                x = x + sigma * z.to(device=x.device, dtype=x.dtype)
-            x, y = to_model(model, x, y)
-            correct += int((model(x).argmax(1) == y).sum())
-            total += int(y.numel())
-    if total == 0:
-        raise NetgrowValueError(f"{_WHERE}: data is empty; pass at least one sample")
-    return correct / total
+        return data_accuracy(model, data, batch_size, _WHERE, perturb=add_noise)
 
 
 def noise_robustness(
