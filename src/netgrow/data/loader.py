@@ -146,7 +146,51 @@ def is_in_memory(dataset: Any) -> bool:
     return isinstance(getattr(dataset, "data", None), torch.Tensor) and callable(getattr(dataset, "normalize", None))
 
 
-class TensorLoader:
+class _ScheduledLoader:
+    """The epoch/resume interface both loaders share; the order comes from ``self._schedule``.
+
+    Subclasses set ``_schedule`` and implement ``_batches(start)``.
+    """
+
+    _schedule: _Schedule
+
+    batch_size = property(lambda self: self._schedule.batch_size)
+    shuffle = property(lambda self: self._schedule.shuffle)
+    seed = property(lambda self: self._schedule.seed)
+    drop_last = property(lambda self: self._schedule.drop_last)
+    rank = property(lambda self: self._schedule.rank)
+    world_size = property(lambda self: self._schedule.world_size)
+    epoch = property(lambda self: self._schedule.epoch)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank sees per epoch (including DDP padding, excluding a dropped tail)."""
+        return len(self._schedule.indices())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order the next iteration follows."""
+        self._schedule.epoch = int(epoch)
+
+    def indices(self, epoch: int | None = None) -> torch.Tensor:
+        """This rank's sample indices for ``epoch`` (default: the current one), in batch order."""
+        return self._schedule.indices(epoch)
+
+    def __len__(self) -> int:
+        return len(self._schedule)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iter_from(0)
+
+    def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Iterate the current epoch from batch ``start_batch`` on (exact resume)."""
+        self._schedule.check_start(start_batch)
+        return self._batches(start_batch)
+
+    def _batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+
+class TensorLoader(_ScheduledLoader):
     """Batches of an in-memory data set on ``device``; see the module docstring.
 
     ``dataset``: a netgrow in-memory data set (raw data normalised here), a ``TensorDataset`` of
@@ -199,38 +243,6 @@ class TensorLoader:
         self.augment = resolve_augment(augment, tuple(self.x.shape[1:]), fill)
 
     # -- schedule -----------------------------------------------------------------------------
-    batch_size = property(lambda self: self._schedule.batch_size)
-    shuffle = property(lambda self: self._schedule.shuffle)
-    seed = property(lambda self: self._schedule.seed)
-    drop_last = property(lambda self: self._schedule.drop_last)
-    rank = property(lambda self: self._schedule.rank)
-    world_size = property(lambda self: self._schedule.world_size)
-    epoch = property(lambda self: self._schedule.epoch)
-
-    @property
-    def num_samples(self) -> int:
-        """Samples this rank sees per epoch (including DDP padding, excluding a dropped tail)."""
-        return len(self._schedule.indices())
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order the next iteration follows."""
-        self._schedule.epoch = int(epoch)
-
-    def indices(self, epoch: int | None = None) -> torch.Tensor:
-        """This rank's sample indices for ``epoch`` (default: the current one), in batch order."""
-        return self._schedule.indices(epoch)
-
-    def __len__(self) -> int:
-        return len(self._schedule)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self.iter_from(0)
-
-    def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Iterate the current epoch from batch ``start_batch`` on (exact resume)."""
-        self._schedule.check_start(start_batch)
-        return self._batches(start_batch)
-
     def _batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         s = self._schedule
         bs = s.batch_size
@@ -266,7 +278,7 @@ class _EpochSampler(Sampler[int]):
         return max(0, total - self.start_batch * s.batch_size)
 
 
-class DatasetLoader:
+class DatasetLoader(_ScheduledLoader):
     """A torch ``DataLoader`` (``.loader``) with :class:`TensorLoader`'s order, sharding and resume.
 
     For map-style data sets that are not held in memory (e.g. ``ImageFileDataset``); batches are
@@ -306,21 +318,6 @@ class DatasetLoader:
             shape = tuple(dataset[0][0].shape)
         fill = dataset.raw_fill() if hasattr(dataset, "raw_fill") else 0.0
         self.augment = resolve_augment(augment, shape or (), fill)
-
-    batch_size = property(lambda self: self._schedule.batch_size)
-    epoch = property(lambda self: self._schedule.epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self._schedule.epoch = int(epoch)
-
-    def indices(self, epoch: int | None = None) -> torch.Tensor:
-        return self._schedule.indices(epoch)
-
-    def __len__(self) -> int:
-        return len(self._schedule)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self.iter_from(0)
 
     def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Iterate the current epoch from batch ``start_batch`` on (exact resume)."""
