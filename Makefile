@@ -30,6 +30,7 @@ demo: install data
 	$(BIN)/netgrow demo
 
 test: install data
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from netgrow.cli.config import parse_config, resolve_with_data
-from netgrow.cli.runs import Run, compute_to_target, load_run
+from netgrow.strategies.experiment import parse_config, resolve_with_data
+from netgrow.analysis.runs import Run, compute_to_target, load_run
 from netgrow.strategies import run_experiment
 
 HERE = Path(__file__).resolve().parent
@@ -76,7 +76,7 @@ class Bench:
     def run(self, label: str, raw: dict[str, Any]) -> Run:
         """Run one experiment config (a TOML-like dict) into ``<root>/<label>``; returns the loaded run."""
         raw = {"name": label, **raw}
-        cfg = resolve_with_data(parse_config(raw, source=f"{self.name}:{label}"), self.train)
+        cfg = resolve_with_data(parse_config(raw, source=f"{self.name}:{label}"), self.train, self.test)
         out = self.root / label
         t0 = time.perf_counter()
         run_experiment(cfg.replace(out=str(out)), out, self.train, self.test, quiet=True)

@@ -14,7 +14,7 @@ import pytest
 from netgrow.cli import compare as cmp
 from netgrow.cli.config import load_config, parse_config
 from netgrow.cli.main import main
-from netgrow.cli.runs import load_run
+from netgrow.analysis.runs import load_run
 from netgrow.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,7 +220,7 @@ def test_resolved_config_defaults():
                         "model": {"width": 0.25}, "train": {"epochs": 3},
                         "cumulative": {"archs": ["vgg11", "vgg19"], "prune": 0.5}})
     assert cfg.options.widths == (0.25, 0.25) and cfg.options.epochs == (3, 3) and cfg.options.prune == (0.5,)
-    assert cfg.out == "runs/cumulative" and cfg.train["seed"] == 0
+    assert cfg.out == "runs/cumulative" and cfg.train.seed == 0
     d = cfg.to_dict()
     assert d["cumulative"]["archs"] == ["vgg11", "vgg19"] and d["data"]["schedule"] == [0.5, 1.0]
     json.dumps(d)

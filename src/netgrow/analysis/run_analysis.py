@@ -183,16 +183,16 @@ def analyze_run(
     progress = not quiet
 
     test = load_test_set(run, _guess_classes(run), max_samples=max_samples, seed=seed)
-    models = [st.model for st in run.stages]
+    models = [st.model for st in run.models]
     ks = check_stage_classes(run, [_num_outputs(m, test.x) for m in models])
     if ks[-1] != len(test.class_order):
         raise NetgrowValueError(
             f"netgrow.analysis: the final model of {str(run.run_dir)!r} has {ks[-1]} outputs but its summary "
             f"records {len(test.class_order)} classes"
         )
-    val_accs = [st.recorded_acc for st in run.stages]
+    val_accs = [st.recorded_acc for st in run.models]
     if weights == "val_acc" and any(a is None for a in val_accs):
-        missing = [st.index for st in run.stages if st.recorded_acc is None]
+        missing = [st.index for st in run.models if st.recorded_acc is None]
         raise NetgrowValueError(
             f"netgrow.analysis: weights='val_acc' needs each stage's recorded accuracy, but stage(s) {missing} "
             "have no test_acc/val_acc in stages/stage{i}.json; use weights='equal' or a list"
@@ -214,7 +214,7 @@ def analyze_run(
     # -- clean accuracy: every stage model, MI, the baseline ------------------------------------------
     probs_clean, y = stage_probs(models, xy, bs)
     stage_rows = []
-    for st, k, p in zip(run.stages, ks, probs_clean):
+    for st, k, p in zip(run.models, ks, probs_clean):
         own = y < k  # the classes this stage was trained on
         stage_rows.append({
             "stage": st.index, "arch": st.arch, "classes": k,

@@ -1,7 +1,11 @@
-"""Read a run directory for analysis: its config, its stage models and the test set they were scored on.
+"""Reading run directories: the one ``Run`` reader of ``netgrow compare``, ``report``, ``analyze`` and the
+benchmarks -- summary, config and epoch rows (:func:`load_run`), plus the stage models and the test set
+they were scored on for the analysis (:func:`open_run`).
 
 Layout read (see the interface contracts)::
 
+    RUN_DIR/summary.json                per-stage rows and totals (M_total, final, ...)
+    RUN_DIR/metrics.jsonl               epoch rows (run-global epoch and M are added here)
     RUN_DIR/config.json                {"data": {"name", "root", "schedule", "seed", "limit_test"}, ...}
     RUN_DIR/stages/stage{i}.safetensors   the model at the end of stage i (netgrow.load)
     RUN_DIR/stages/stage{i}.json          {"info": {"classes": K_i, "arch", "class_order": [...]}, "test_acc", ...}
@@ -24,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netgrow.errors import CheckpointError, ConfigError, DataError
+from netgrow.errors import CheckpointError, ConfigError, DataError, NetgrowValueError
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +54,61 @@ class StageModel:
 
 @dataclass
 class Run:
-    """A run directory opened for analysis."""
+    """One run directory: its summary, resolved config and epoch rows (with run-global epoch and M), and
+    -- when opened with :func:`open_run` -- its stage models."""
 
-    run_dir: Path
+    path: Path
+    summary: dict[str, Any]
     config: dict[str, Any]
-    data_name: str
-    data_root: str | None
-    data_seed: int
-    limit_test: int | None
-    stages: list[StageModel] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    models: list[StageModel] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path
+
+    @property
+    def name(self) -> str:
+        return str(self.summary.get("name") or self.config.get("name") or self.path.name)
+
+    @property
+    def strategy(self) -> str:
+        return str(self.summary.get("strategy") or self.config.get("strategy") or "?")
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        """The summary's per-stage rows."""
+        return list(self.summary.get("stages", []))
+
+    @property
+    def M_total(self) -> int:  # noqa: N802 - the paper's symbol
+        return int(self.summary.get("M_total", sum(s.get("M", 0) for s in self.stages)))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(self.config.get("data") or {})
+
+    @property
+    def data_name(self) -> str:
+        return str(self.data.get("name"))
+
+    @property
+    def data_root(self) -> str | None:
+        return self.data.get("root")
+
+    @property
+    def data_seed(self) -> int:
+        return int(self.data.get("seed", 0) or 0)
+
+    @property
+    def limit_test(self) -> int | None:
+        n = self.data.get("limit_test")
+        return int(n) if isinstance(n, int) and not isinstance(n, bool) else None
 
     @property
     def final(self) -> StageModel:
-        return self.stages[-1]
+        """The model of the last stage (``open_run`` only)."""
+        return self.models[-1]
 
 
 def canonical_data_name(name: str) -> str:
@@ -143,7 +189,6 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     if not run_dir.is_dir():
         raise ConfigError(f"netgrow.analysis: run directory {str(run_dir)!r} does not exist")
     cfg = read_config(run_dir)
-    data = cfg["data"]
     from netgrow.train.serialization import load  # lazy: the train package is heavier than analysis needs
 
     stages: list[StageModel] = []
@@ -166,22 +211,15 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
             class_order=_as_int_list(info.get("class_order"), str(summary_path)),
             recorded_acc=float(acc) if isinstance(acc, (int, float)) else None,
         ))
-    limit_test = data.get("limit_test")
-    return Run(
-        run_dir=run_dir,
-        config=cfg,
-        data_name=data["name"],
-        data_root=data.get("root"),
-        data_seed=int(data.get("seed", 0) or 0),
-        limit_test=int(limit_test) if isinstance(limit_test, int) else None,
-        stages=stages,
-    )
+    summary_path = run_dir / "summary.json"
+    summary = _read_json(summary_path, "summary") if summary_path.is_file() else {}
+    return Run(run_dir, summary, cfg, epoch_rows(run_dir / "metrics.jsonl"), stages)
 
 
 def check_stage_classes(run: Run, num_outputs: list[int]) -> list[int]:
     """The K_i of every stage (its number of outputs), checked against the summaries and for nesting."""
     ks = []
-    for st, k in zip(run.stages, num_outputs):
+    for st, k in zip(run.models, num_outputs):
         if st.classes is not None and st.classes != k:
             raise CheckpointError(
                 f"netgrow.analysis: {str(st.path)!r} has {k} outputs but its summary says it was trained on "
@@ -193,7 +231,7 @@ def check_stage_classes(run: Run, num_outputs: list[int]) -> list[int]:
             f"netgrow.analysis: {str(run.run_dir)!r}: the stage models have {ks} classes; mutual inference needs "
             "nested class sets K_1 <= K_2 <= ... (a cumulative run)"
         )
-    orders = [(st, st.class_order) for st in run.stages if st.class_order is not None]
+    orders = [(st, st.class_order) for st in run.models if st.class_order is not None]
     final_order = run.final.class_order
     if final_order is not None:
         for st, order in orders:
@@ -318,3 +356,78 @@ def align_baseline(run: Run, baseline: Run, test: TestSet, baseline_outputs: int
         )
     return PermutedOutputs(baseline.final.model, [b_order.index(c) for c in run_order])
 
+
+# ------------------------------------------------------------------- summary, config and epoch rows
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run directory; a clear error when it is not one."""
+    path = Path(path)
+    summary_path = path / "summary.json"
+    if not summary_path.is_file():
+        hint = " (the run has not finished; resume it with `netgrow run CONFIG --resume --out DIR`)" if (
+            path / "metrics.jsonl").is_file() else ""
+        raise NetgrowValueError(f"{str(path)!r} is not a finished netgrow run: no summary.json{hint}")
+    try:
+        summary = json.loads(summary_path.read_text())
+        config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise NetgrowValueError(f"{str(path)!r}: corrupted JSON ({exc})") from None
+    return Run(path, summary, config, epoch_rows(path / "metrics.jsonl"))
+
+
+def epoch_rows(path: Path) -> list[dict[str, Any]]:
+    """The ``"event": "epoch"`` rows of a metrics file, each with ``global_epoch`` (1, 2, ... across stages)
+    and ``run_M`` (forward MACs of training so far in the whole run, from the per-stage ``stage_M``)."""
+    if not path.is_file():
+        return []
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line of a killed run
+        if row.get("event") == "epoch":
+            rows[(int(row.get("stage", 0)), int(row.get("epoch", 0)))] = row  # a re-logged epoch: keep the last
+    ordered = [rows[k] for k in sorted(rows)]
+    stage_M_done: dict[int, float] = {}
+    stage_wall_done: dict[int, float] = {}
+    out = []
+    for i, row in enumerate(ordered, start=1):
+        s = int(row.get("stage", 0))
+        stage_M = float(row.get("stage_M", row.get("M", 0)) or 0)
+        stage_wall = float(row.get("stage_wall_time", row.get("wall_time", 0)) or 0)
+        before = sum(v for k, v in stage_M_done.items() if k < s)
+        wall_before = sum(v for k, v in stage_wall_done.items() if k < s)
+        stage_M_done[s] = stage_M
+        stage_wall_done[s] = stage_wall
+        r = dict(row)
+        r["global_epoch"] = i
+        r["run_M"] = before + stage_M if "stage_M" in row else float(row.get("M", 0) or 0)
+        r["run_wall_time"] = wall_before + stage_wall if "stage_wall_time" in row else float(row.get("wall_time", 0) or 0)
+        out.append(r)
+    return out
+
+
+def compute_to_target(run: Run, target_acc: float, classes: int | None = None) -> dict[str, Any] | None:
+    """The first epoch at which ``run`` reaches ``target_acc`` (fraction): its run-global epoch, M and wall
+    time; ``None`` when it never does.
+
+    ``classes``: only epochs evaluated on that many classes count (an early cumulative stage is scored on
+    a subset of the classes, so its accuracy is not comparable with the full task's).
+    """
+    for r in run.epochs:
+        acc = r.get("test_acc")
+        if classes is not None and r.get("classes") is not None and int(r["classes"]) != classes:
+            continue
+        if acc is not None and float(acc) >= target_acc:
+            return {"epoch": r["global_epoch"], "M": r["run_M"], "wall_time": r["run_wall_time"],
+                    "stage": r.get("stage"), "test_acc": float(acc)}
+    return None
+
+
+def pick_baseline(runs: list[Run], baseline: Run | None = None) -> Run | None:
+    """The explicit baseline, else the first scratch run among ``runs``, else None."""
+    if baseline is not None:
+        return baseline
+    return next((r for r in runs if r.strategy == "scratch"), None)

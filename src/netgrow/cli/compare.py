@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netgrow.cli.runs import Run, compute_to_target, load_run, pick_baseline
+from netgrow.analysis.runs import Run, compute_to_target, load_run, pick_baseline
 
 log = logging.getLogger(__name__)
 

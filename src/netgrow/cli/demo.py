@@ -28,7 +28,7 @@ def packaged_config(name: str) -> dict[str, Any]:
 
 def demo_configs(quick: bool = False) -> list[Any]:
     """The two validated demo experiments (quick: tiny subset, 1 epoch per stage, width 1/16)."""
-    from netgrow.cli.config import parse_config
+    from netgrow.strategies.experiment import parse_config
 
     out = []
     for name in DEMO_CONFIGS:
@@ -49,7 +49,7 @@ def demo(out: str | Path | None = None, quick: bool = False, quiet: bool = False
     Returns ``{"runs": [dirs], "compare": path of compare.md, "plots": [paths], "wall_time": seconds}``.
     """
     from netgrow.cli.compare import compare
-    from netgrow.cli.config import validate_resources
+    from netgrow.strategies.experiment import validate_resources
     from netgrow.cli.main import check_out_dir
     from netgrow.cli.report import report
     from netgrow.strategies import run_experiment

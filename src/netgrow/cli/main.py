@@ -1,6 +1,6 @@
 """The ``netgrow`` command.
 
-    netgrow run EXPERIMENT.toml [--out DIR] [--resume] [--quiet]
+    netgrow run EXPERIMENT.toml [--out DIR] [--resume] [--set KEY=VALUE]... [--quiet]
     netgrow compare RUN_DIR... [--baseline DIR] [--out DIR]
     netgrow report RUN_DIR... [--out DIR]
     netgrow demo [--out DIR] [--quick]
@@ -38,30 +38,52 @@ def _setup_logging(quiet: bool) -> None:
     root.setLevel(logging.WARNING if quiet or not main_rank else logging.INFO)
 
 
+# files a start writes before training; a directory holding only these blocks no corrected run
+_START_FILES = {"config.json", "train_config.json", "history.jsonl"}
+
+
 def check_out_dir(out: Path, resume: bool) -> None:
     """A new run needs a new (or empty) directory; a resumed one needs an existing run."""
-    exists = out.exists() and any(out.iterdir()) if out.is_dir() else out.exists()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file, not a directory; allowed: a new directory path")
+    content = {p.name for p in out.iterdir()} if out.is_dir() else set()
     if resume and not (out / "config.json").is_file():
         raise ConfigError(f"--resume: {str(out)!r} holds no run to continue (no config.json); "
                           f"allowed: the --out directory of a started run, or drop --resume")
-    if not resume and exists:
+    if not resume and content - _START_FILES:
         raise ConfigError(f"output directory {str(out)!r} already exists and is not empty; allowed: a new --out "
                           f"directory, or --resume to continue the run in it")
 
 
+def make_out_dir(out: Path) -> None:
+    """Create the run directory -- the last step of a start, after every check passed."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".netgrow-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {str(out)!r}: cannot create a run directory there ({exc.strerror or exc}); "
+                          "allowed: a writable directory path, e.g. runs/NAME") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from netgrow.cli.config import load_config, validate_resources
+    from netgrow.cli.config import load_config, override_keys
     from netgrow.strategies import run_experiment
-
     from netgrow.strategies.base import is_main_process
+    from netgrow.strategies.experiment import validate_resources
 
-    cfg = load_config(args.config)
+    overrides = list(args.set or [])
+    cfg = load_config(args.config, overrides)
     out = Path(args.out or cfg.out)
     if is_main_process():  # under torchrun rank 0 may already have created it
         check_out_dir(out, args.resume)
-    cfg, train, test = validate_resources(cfg)
+    cfg, train, test = validate_resources(cfg)  # device, data, batch size, models: all before any write
     cfg = cfg.replace(out=str(out))
-    summary = run_experiment(cfg, out, train, test, quiet=args.quiet, resume=args.resume)
+    if is_main_process() and not args.resume:
+        make_out_dir(out)
+    summary = run_experiment(cfg, out, train, test, quiet=args.quiet, resume=args.resume,
+                             changes=override_keys(overrides))
     if not args.quiet and is_main_process():
         final = summary["final"]
         acc = final.get("test_acc")
@@ -114,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="experiment file (see configs/*.toml and docs/cli.md)")
     r.add_argument("--out", help="run directory (default: the config's `out`, else runs/<name>)")
     r.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoint")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.lr=0.01 --set seed=3 (validated like the file); "
+                        "with --resume the named changes are recorded in RUN_DIR/history.jsonl")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=cmd_run)
 

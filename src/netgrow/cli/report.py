@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from netgrow.cli.runs import Run, load_run
+from netgrow.analysis.runs import Run, load_run
 
 log = logging.getLogger(__name__)
 

@@ -17,23 +17,86 @@ and stay zero in every later stage; the MAC count then skips them.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from netgrow.errors import ConfigError
 from netgrow.strategies import growth as g
 from netgrow.strategies.base import Growth, Stage
+from netgrow.strategies.experiment import check_growth, known_models
+from netgrow.strategies.registry import ParseContext, Strategy
+from netgrow.strategies.schema import Section, check_float, int_check
 from netgrow.strategies.scratch import stopping_rule
 
 if TYPE_CHECKING:
-    from netgrow.cli.config import ExperimentConfig
     from netgrow.strategies.base import Experiment
+    from netgrow.strategies.experiment import ExperimentConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CumulativeConfig:
+    """``[cumulative]``: Algorithm 1 of Feng & Panda: one stage per entry of ``data.schedule``."""
+
+    archs: tuple[str, ...]
+    widths: tuple[float, ...]
+    epochs: tuple[int, ...]
+    prune: tuple[float, ...]  # prune[i]: L1 filter pruning ratio R applied to Net_i before growing it
+    zero_mask: bool = False
+    lr_factor: float = 1.0  # lr of stages >= 2 = train.lr * lr_factor
+    carry_optimizer: bool = False
+    noise: float = 0.0  # Net2WiderNet noise when a stage widens
+
+
+def parse(s: Section, ctx: ParseContext) -> CumulativeConfig:
+    """Read ``[cumulative]``: one architecture (and width, epoch budget) per stage of ``data.schedule``."""
+    n = len(ctx.data.schedule)
+    if n < 2:
+        raise ConfigError(f"{s.source}: data.schedule = {list(ctx.data.schedule)!r}: cumulative training needs "
+                          f"at least two stages; allowed: an increasing list of class counts, e.g. [5, 7, 10]")
+    archs = s.raw("archs", None)
+    models = known_models()
+    if not isinstance(archs, list) or len(archs) != n:
+        raise s.fail("archs", archs, f"needs one architecture per stage of data.schedule ({n})",
+                     f"a list of {n} names from {', '.join(models)}")
+    for a in archs:
+        if a not in models:
+            raise s.fail("archs", archs, f"unknown model {a!r}", ", ".join(models))
+    model = ctx.model
+    if model.arch is not None and model.arch != archs[-1]:
+        raise ConfigError(f"{s.source}: model.arch = {model.arch!r} differs from the last entry of "
+                          f"cumulative.archs ({archs[-1]!r}); allowed: omit model.arch or set it to {archs[-1]!r}")
+    widths = s.per_stage("widths", n, model.width, lambda x, fail: check_float(x, 0.0, 64.0, True, False, fail))
+    check_growth(list(archs), [float(w) for w in widths], "cumulative.archs", s.source)
+    ep = s.per_stage("epochs", n, ctx.epochs, int_check(1))
+    prune_raw = s.raw("prune", 0.0)
+    prune = prune_raw if isinstance(prune_raw, list) else [prune_raw] * (n - 1)
+    if len(prune) != n - 1:
+        raise s.fail("prune", prune_raw, f"needs one ratio per growth step ({n - 1})",
+                     f"a single ratio or a list of {n - 1} ratios in [0, 1)")
+    for r in prune:
+        check_float(r, 0.0, 1.0, False, True, lambda p, a: s.fail("prune", prune_raw, p, a))
+    out = CumulativeConfig(
+        archs=tuple(archs), widths=tuple(float(w) for w in widths), epochs=tuple(ep),
+        prune=tuple(float(r) for r in prune),
+        zero_mask=s.bool_("zero_mask", False),
+        lr_factor=s.float_("lr_factor", default=1.0, lo=0.0, lo_open=True),
+        carry_optimizer=s.bool_("carry_optimizer", False),
+        noise=s.float_("noise", default=0.0, lo=0.0),
+    )
+    s.done()
+    return out
+
+
+def first_models(cfg: "ExperimentConfig") -> list[tuple[str, str, float]]:
+    return [("cumulative.archs", cfg.options.archs[0], cfg.options.widths[0])]
 
 
 def plan(cfg: "ExperimentConfig", class_counts: list[int]) -> list[Stage]:
     """One stage per entry of the class schedule, with the planned architecture and width."""
     opt = cfg.options
-    lr = float(cfg.train.get("lr", 0.05))
+    lr = float(cfg.train.lr)
     return [
         Stage(name=f"stage{i}-{arch}-{k}cls", classes=k, arch=arch, width=opt.widths[i], epochs=opt.epochs[i],
               data_index=i, lr=lr if i == 0 else lr * opt.lr_factor, stopping=stopping_rule(cfg),
@@ -99,3 +162,7 @@ def run(exp: "Experiment") -> None:
             exp.records[-1].extra["params_nonzero"] = int(result.params) - extra["masked_entries"]
             exp.records[-1].extra["macs_per_sample_dense"] = int(count_macs(result.model, x))
             exp.records[-1].extra["macs_per_sample_masked"] = int(count_macs(result.model, x, masks=masks))
+
+
+STRATEGY = Strategy(name="cumulative", parse=parse, plan=plan, run=run, first_models=first_models,
+                    section="cumulative", section_required=True)

@@ -31,20 +31,83 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from netgrow.errors import NetgrowValueError
+from netgrow.errors import ConfigError, NetgrowError, NetgrowValueError
 from netgrow.strategies.angle import AngleStopping
 from netgrow.strategies.base import Stage, seeded
+from netgrow.strategies.experiment import require_arch, single_stage
+from netgrow.strategies.registry import ParseContext, Strategy
+from netgrow.strategies.schema import Section, check_float
 
 if TYPE_CHECKING:
-    from netgrow.cli.config import ExperimentConfig
     from netgrow.strategies.base import Experiment
+    from netgrow.strategies.experiment import ExperimentConfig
 
 log = logging.getLogger(__name__)
+
+INITS = ("lookahead", "random")
+
+
+@dataclass(frozen=True)
+class IncrementalConfig:
+    """``[incremental]``: Istrate et al.: sub-networks added when the angle criterion fires."""
+
+    partition: str | tuple[tuple[str, ...], ...] = "width"
+    init: str = "lookahead"  # lookahead | random
+    lookahead_epochs: int = 1
+    ws: int = 3
+    gamma: float = 0.5
+    max_epochs: int = 30  # budget per sub-network phase
+    min_gain: float | None = None  # stop growing when the gain (pp) per million added params is below
+
+
+def parse(s: Section, ctx: ParseContext) -> IncrementalConfig:
+    """Read ``[incremental]`` (optional); the target network is ``model.arch``."""
+    require_arch(ctx.model, "incremental", ctx.source, " (the target network)")
+    part = s.raw("partition", "width")
+    if isinstance(part, str):
+        if part != "width":
+            raise s.fail("partition", part, "unknown partition rule",
+                         "'width' (consecutive layers of the same width) or a list of lists of module names")
+        partition: Any = part
+    else:
+        if not isinstance(part, list) or len(part) < 2 or not all(
+                isinstance(g, list) and g and all(isinstance(n, str) and n for n in g) for g in part):
+            raise s.fail("partition", part, "must list at least two sub-networks, each a non-empty list of "
+                         "module names", "'width' or e.g. [[\"conv1\", \"layer1\"], [\"layer2\"], [\"layer3\"]]")
+        partition = tuple(tuple(g) for g in part)
+    min_gain = s.raw("min_gain", None)
+    if min_gain is not None:
+        min_gain = check_float(min_gain, 0.0, None, False, False, lambda p, a: s.fail("min_gain", min_gain, p, a))
+    out = IncrementalConfig(
+        partition=partition,
+        init=s.str_("init", default="lookahead", choices=INITS),
+        lookahead_epochs=s.int_("lookahead_epochs", default=1, lo=1),
+        ws=s.int_("ws", default=3, lo=2),
+        gamma=s.float_("gamma", default=0.5, lo=0.0, hi=1.0),
+        max_epochs=s.int_("max_epochs", default=ctx.epochs, lo=1),
+        min_gain=min_gain,
+    )
+    s.done()
+    single_stage(ctx.data, "incremental", ctx.source)
+    return out
+
+
+def first_models(cfg: "ExperimentConfig") -> list[tuple[str, str, float]]:
+    return [("model.arch", str(cfg.model.arch), cfg.model.width)]
+
+
+def check_model(cfg: "ExperimentConfig", model: nn.Module) -> None:
+    """The partition must fit the target network (checked before a run directory exists)."""
+    try:
+        partition(model, cfg.options.partition)
+    except NetgrowError as exc:
+        raise ConfigError(f"{cfg.source}: incremental.partition = {cfg.options.partition!r}: {exc}") from None
 
 
 class IncrementalNet(nn.Module):
@@ -251,3 +314,7 @@ def _add_block(exp: "Experiment", net: IncrementalNet, block: nn.Module, classes
         classifier = _classifier(exp, width, classes, k).to(device)
     grown = IncrementalNet([*copy.deepcopy(list(net.blocks)), new_block], copy.deepcopy(net.pool), classifier)
     return grown
+
+
+STRATEGY = Strategy(name="incremental", parse=parse, plan=plan, run=run, first_models=first_models,
+                    section="incremental", check_model=check_model)

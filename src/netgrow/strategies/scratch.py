@@ -6,11 +6,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from netgrow.strategies.base import Stage
+from netgrow.strategies.experiment import require_arch, single_stage
+from netgrow.strategies.registry import ParseContext, Strategy
 from netgrow.strategies.rules import make_rule
 
 if TYPE_CHECKING:
-    from netgrow.cli.config import ExperimentConfig
     from netgrow.strategies.base import Experiment
+    from netgrow.strategies.experiment import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +24,27 @@ def stopping_rule(cfg: "ExperimentConfig") -> Any:
                      min_epochs=s.min_epochs)
 
 
+def stage_epochs(cfg: "ExperimentConfig") -> int:
+    """The epoch budget of a stage: ``train.epochs`` (10 when only ``train.steps`` is set)."""
+    return int(cfg.train.epochs) if cfg.train.epochs is not None else 10
+
+
+def parse(section: None, ctx: ParseContext) -> None:
+    """Scratch has no section of its own; it needs ``model.arch`` and one class set."""
+    require_arch(ctx.model, "scratch", ctx.source)
+    single_stage(ctx.data, "scratch", ctx.source)
+
+
+def first_models(cfg: "ExperimentConfig") -> list[tuple[str, str, float]]:
+    return [("model.arch", str(cfg.model.arch), cfg.model.width)]
+
+
 def plan(cfg: "ExperimentConfig", class_counts: list[int]) -> list[Stage]:
     """One stage: ``model.arch`` at ``model.width`` on all ``class_counts[-1]`` classes."""
     arch = cfg.model.arch
     assert arch is not None  # validated by the config
     return [Stage(name=f"scratch-{arch}", classes=class_counts[-1], arch=arch, width=cfg.model.width,
-                  epochs=int(cfg.train.get("epochs", 10)), data_index=len(class_counts) - 1,
+                  epochs=stage_epochs(cfg), data_index=len(class_counts) - 1,
                   stopping=stopping_rule(cfg))]
 
 
@@ -36,3 +53,6 @@ def run(exp: "Experiment") -> None:
     (stage,) = plan(exp.cfg, exp.class_counts)
     model = exp.create(stage.arch, stage.classes, stage.width)
     exp.run_stage(0, stage, model)
+
+
+STRATEGY = Strategy(name="scratch", parse=parse, plan=plan, run=run, first_models=first_models)

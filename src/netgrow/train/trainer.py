@@ -619,7 +619,9 @@ class _StageRun:
         raise TrainingError(
             f"{self.where}: the training loss became {exc.value} at epoch {epoch}, {steps}; "
             f"the stage was stopped and {kept}. Lower the learning rate (lr={self.lr}), add warm-up "
-            "(warmup_epochs) or check the data for NaN/inf inputs"
+            "(warmup_epochs) or check the data for NaN/inf inputs; from the command line, continue this run "
+            f"with a lower rate: netgrow run CONFIG --out {str(self.t.run_dir)!r} --resume "
+            f"--set train.lr={self.t.config.lr / 10:g}"
         ) from None
 
     # ------------------------------------------------------------------ stage end
