@@ -270,5 +270,5 @@ def build(s: Section, cls: type, values: dict[str, Any]) -> Any:
                     if f"{k}=" in text or f" {k} " in text or f"{k}'" in text), None)
         if bad is None:
             bad = next((k for k in values if k in text), None)
-        where = f"{s.key(bad)} = {values[bad]!r}" if bad else f"[{s.prefix}]"
+        where = f"{s.key(bad)} = {s.table.get(bad, values[bad])!r}" if bad else f"[{s.prefix}]"
         raise ConfigError(f"{s.source}: {where}: {text}") from None

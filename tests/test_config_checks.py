@@ -1,0 +1,185 @@
+"""Everything checkable from the config and the data is refused before the run directory exists (exit 2,
+the key named); ``--set`` overrides for new runs and for ``--resume`` (recorded in history.jsonl)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from netgrow.cli.config import apply_overrides, load_config, parse_override
+from netgrow.cli.main import check_out_dir, main
+from netgrow.errors import ConfigError
+
+TINY = """
+strategy = "scratch"
+name = "tiny"
+seed = 0
+[data]
+name = "digits"
+limit_train = 200
+limit_test = 100
+[model]
+arch = "vgg11"
+width = 0.0625
+[train]
+epochs = 1
+batch_size = 50
+deterministic = true
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def run_cli(args, capsys):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def train_line(extra: str) -> str:
+    return TINY.replace("deterministic = true", extra)
+
+
+# config text, extra command-line arguments, fragments the message must contain, fragments it must not
+BAD = {
+    "boolean as a string": (train_line('deterministic = "false"'), [],
+                            ["train.deterministic = 'false'", "must be a boolean", "true, false"], []),
+    "infinite warm-up": (train_line("warmup_epochs = inf"), [], ["train.warmup_epochs = inf", "finite"], []),
+    "nan learning rate": (train_line("lr = nan"), [], ["train.lr = nan", "finite"], []),
+    "betas not a list": (train_line('betas = "ab"'), [], ["train.betas = 'ab'", "must be a list"], ["[train]"]),
+    "betas out of range": (train_line("betas = [0.9, 1.5]"), [], ["train.betas = [0.9, 1.5]", "[0, 1)"], []),
+    "misspelt train key": (TINY.replace("epochs = 1", "epochz = 1"), [],
+                           ["train.epochz = 1", "unknown key", "did you mean 'epochs'?"], []),
+    "misspelt top-level key": ("sed = 3\n" + TINY, [], ["sed = 3", "did you mean 'seed'?"], []),
+    "batch larger than the limited set": (TINY.replace("batch_size = 50", "batch_size = 500"), [],
+                                          ["train.batch_size = 500", "data.limit_train = 200", "200"], []),
+    "limit_train = 3": (TINY.replace("limit_train = 200", "limit_train = 3"), [],
+                        ["train.batch_size = 50", "data.limit_train = 3"], []),
+    "batch larger than the first stage": (
+        TINY.replace('strategy = "scratch"', 'strategy = "cumulative"').replace("limit_train = 200", "schedule = [2, 10]")
+        .replace('[model]\narch = "vgg11"', '[cumulative]\narchs = ["vgg11", "vgg13"]\n[model]')
+        .replace("batch_size = 50", "batch_size = 1000"),
+        [], ["train.batch_size = 1000", "first 2 classes"], []),
+    "override with a bad value": (TINY, ["--set", "train.deterministic=yes"],
+                                  ["train.deterministic = 'yes'", "must be a boolean", "--set train.deterministic=yes"],
+                                  []),
+    "misspelt override": (TINY, ["--set", "train.epochz=2"], ["did you mean 'epochs'?", "--set train.epochz=2"], []),
+    "override into a value": (TINY, ["--set", "seed.x=1"], ["--set 'seed.x=1'", "is a value, not a table"], []),
+    "override without a value": (TINY, ["--set", "train.lr"], ["--set 'train.lr'", "KEY=VALUE"], []),
+}
+if not torch.cuda.is_available():
+    BAD["cuda without a GPU"] = (train_line('device = "cuda"'), [],
+                                 ["train.device = 'cuda'", "no CUDA device", "'cpu'"], [])
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_exit_2_names_the_key_and_creates_nothing(case, tmp_path, capsys):
+    text, extra, fragments, absent = BAD[case]
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["run", write(tmp_path, text), "--out", out, *extra], capsys)
+    assert rc == 2, err
+    assert not out.exists()
+    assert err.startswith("netgrow: config error:") and err.count("\n") == 1
+    for frag in fragments:
+        assert frag in err, f"{frag!r} not in {err!r}"
+    for frag in absent:
+        assert frag not in err, f"{frag!r} in {err!r}"
+
+
+def test_a_directory_as_the_config(tmp_path, capsys):
+    rc, _, err = run_cli(["run", tmp_path, "--out", tmp_path / "run"], capsys)
+    assert rc == 2 and "is a directory" in err and ".toml" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_that_cannot_be_created(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in ("/proc/netgrow-test/x", blocker / "run"):
+        rc, _, err = run_cli(["run", write(tmp_path, TINY), "--out", out], capsys)
+        assert rc == 2, err
+        assert "--out" in err and str(out) in err and "Traceback" not in err
+        assert not Path(out).exists()
+
+
+def test_out_that_is_a_file(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc, _, err = run_cli(["run", write(tmp_path, TINY), "--out", blocker], capsys)
+    assert rc == 2 and "is a file" in err and blocker.read_text() == "x"
+
+
+def test_a_failed_start_does_not_block_the_corrected_run(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    check_out_dir(out, resume=False)  # only start files: reusable
+    (out / "metrics.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="already exists"):
+        check_out_dir(out, resume=False)
+
+
+def test_overrides_are_parsed_as_toml_values():
+    assert parse_override("train.lr=0.01") == (["train", "lr"], 0.01)
+    assert parse_override("train.deterministic = false") == (["train", "deterministic"], False)
+    assert parse_override("data.schedule=[5, 10]") == (["data", "schedule"], [5, 10])
+    assert parse_override("train.device=cpu") == (["train", "device"], "cpu")
+    raw = {"train": {"lr": 0.1}}
+    assert apply_overrides(raw, ["train.lr=0.01", "seed=3", "stopping.rule=plateau"]) == {
+        "train": {"lr": 0.01}, "seed": 3, "stopping": {"rule": "plateau"}}
+    assert raw == {"train": {"lr": 0.1}}  # the file's dict is not changed
+
+
+def test_overrides_for_a_new_run(tmp_path):
+    cfg = load_config(write(tmp_path, TINY), ["train.lr=0.01", "seed=3", "train.optimizer=adamw"])
+    assert cfg.train.lr == 0.01 and cfg.seed == 3 and cfg.train.optimizer == "adamw"
+    assert cfg.train.seed == 3  # [train] seed follows the top-level seed unless given
+
+
+def test_new_train_fields_need_no_parsing_code(tmp_path):
+    """Every TrainConfig field is accepted in [train] with its type checked, without a parser entry."""
+    import dataclasses
+
+    from netgrow.train import TrainConfig
+
+    cfg = load_config(write(tmp_path, TINY), ["train.log_every=7", "train.drop_last=true",
+                                              "train.checkpoint_every=3", "train.eval_batch_size=64"])
+    assert (cfg.train.log_every, cfg.train.drop_last, cfg.train.checkpoint_every, cfg.train.eval_batch_size) == (
+        7, True, 3, 64)
+    for f in dataclasses.fields(TrainConfig):
+        if f.type in ("bool",) or f.type == bool:
+            with pytest.raises(ConfigError, match=f"train.{f.name} = 'true'.*boolean"):
+                load_config(write(tmp_path, TINY), [f"train.{f.name}='true'"])
+
+
+@pytest.mark.slow
+def test_resume_with_a_deliberate_change_is_recorded(tmp_path, capsys):
+    """The NaN route: a run whose loss becomes NaN, resumed with a lower learning rate."""
+    cfg = write(tmp_path, TINY.replace("epochs = 1", "epochs = 2\nlr = 1e12"))
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["run", cfg, "--out", out, "--quiet"], capsys)
+    assert rc == 1 and "nan" in err.lower()
+    assert f"--resume --set train.lr=" in err  # the message names the route
+    rc, _, err = run_cli(["run", cfg, "--out", out, "--quiet", "--resume", "--set", "train.lr=0.01"], capsys)
+    assert rc == 0, err
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["event"] for h in history] == ["start", "resume"]
+    assert history[1]["changes"] == {"train.lr": {"from": 1e12, "to": 0.01}}
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 0.01
+    stage = json.loads((out / "stages" / "stage0.json").read_text())
+    assert stage["lr"] == 0.01 and stage["epochs"] == 2
+    # the file still says 1e12: resuming without the override is refused, naming the key and the fix
+    rc, _, err = run_cli(["run", cfg, "--out", out, "--resume"], capsys)
+    assert rc == 2 and "train.lr: run 0.01, now 1000000000000.0" in err and "--set train.lr=0.01" in err
+    # any other difference is still refused, even with the override repeated
+    other = write(tmp_path, TINY.replace("epochs = 1", "epochs = 3\nlr = 1e12"), "other.toml")
+    rc, _, err = run_cli(["run", other, "--out", out, "--resume", "--set", "train.lr=0.01"], capsys)
+    assert rc == 2 and "train.epochs: run 2, now 3" in err and "train.lr" not in err.split("allowed")[0]
+    assert len((out / "history.jsonl").read_text().splitlines()) == 2  # refused resumes record nothing
