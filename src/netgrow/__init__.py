@@ -8,6 +8,7 @@ Public API (imported lazily so ``import netgrow`` stays fast)::
     netgrow.expand_classes(model, num_classes, example_input=x)
     netgrow.prune(model, ratio, example_input=x)
     netgrow.count_macs(model, example_input)
+    netgrow.carry_optimizer(optimizer, grown_model) / netgrow.rebind_scheduler(scheduler, new_optimizer)
     netgrow.save(model, path) / netgrow.load(path, base=None)
 """
 
@@ -44,6 +45,8 @@ _LAZY = {
     "param_map": "netgrow.ops.param_map",
     "growth_log": "netgrow.spec",
     "count_macs": "netgrow.train.macs",
+    "carry_optimizer": "netgrow.train.grow_loop",
+    "rebind_scheduler": "netgrow.train.grow_loop",
     "save": "netgrow.train.serialization",
     "load": "netgrow.train.serialization",
 }

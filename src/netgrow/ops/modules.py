@@ -7,6 +7,7 @@ import copy
 from torch import nn
 
 from netgrow.errors import NetgrowValueError
+from netgrow.ops.param_map import note_origin
 
 
 def get_module(model: nn.Module, path: str) -> nn.Module:
@@ -30,5 +31,10 @@ def set_module(model: nn.Module, path: str, new: nn.Module) -> None:
 
 
 def clone(model: nn.Module) -> nn.Module:
-    """A deep copy that keeps the user's class, methods and attributes; the original is never touched."""
-    return copy.deepcopy(model)
+    """A deep copy that keeps the user's class, methods and attributes; the original is never touched.
+
+    The copy remembers ``model`` as its origin (``netgrow.ops.param_map.note_origin``) so the op's
+    parameter map extends the lineage ``netgrow.carry_optimizer`` follows."""
+    new = copy.deepcopy(model)
+    note_origin(new, model)
+    return new

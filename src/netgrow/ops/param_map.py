@@ -16,6 +16,7 @@ have ``w = 1/c, g = 1``. Optimizer first moments follow ``g``, second moments ``
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +24,8 @@ import torch
 from torch import nn
 
 _MAP_ATTR = "_netgrow_param_map"
+_ORIGIN_ATTR = "_netgrow_origin"  # set by note_origin on an op's fresh copy, consumed by set_param_map
+_LINEAGE_ATTR = "_netgrow_lineage"
 
 
 @dataclass
@@ -148,4 +151,43 @@ def param_map(model: nn.Module) -> ParamMap | None:
 
 
 def set_param_map(model: nn.Module, pm: ParamMap) -> None:
+    """Attach ``pm`` (the map from the op's input to ``model``); the first call after ``note_origin``
+    also extends the model's lineage (see :func:`lineage`)."""
     object.__setattr__(model, _MAP_ATTR, pm)
+    origin = model.__dict__.pop(_ORIGIN_ATTR, None)
+    if origin is not None:
+        refs, ancestors = origin
+        chain = [Ancestor(a.params, compose(a.map, pm)) for a in ancestors if a.alive()]
+        object.__setattr__(model, _LINEAGE_ATTR, [*chain, Ancestor(refs, pm)])
+
+
+# ------------------------------------------------------------------------------------------------ lineage
+
+
+@dataclass
+class Ancestor:
+    """A model an op chain started from: weak references to its parameters (by name) and the composed
+    map from it to the model holding this record. Weak: the record never keeps an old model alive; an
+    optimizer built for the old model does (it holds the parameters)."""
+
+    params: dict[str, weakref.ref]
+    map: ParamMap
+
+    def alive(self) -> bool:
+        return any(r() is not None for r in self.params.values())
+
+    def __deepcopy__(self, memo: dict[int, object]) -> "Ancestor":
+        return self  # shared, never mutated: a copied model keeps the same ancestry
+
+
+def note_origin(new: nn.Module, old: nn.Module) -> None:
+    """Record on an op's fresh copy ``new`` that it was made from ``old`` (called right after the copy;
+    the op's ``set_param_map`` then adds ``old`` to ``new``'s lineage)."""
+    refs = {name: weakref.ref(p) for name, p in old.named_parameters()}
+    object.__setattr__(new, _ORIGIN_ATTR, (refs, list(getattr(old, _LINEAGE_ATTR, []))))
+
+
+def lineage(model: nn.Module) -> list[Ancestor]:
+    """The models ``model`` was grown from by netgrow ops, oldest first, each with the composed
+    ``ParamMap`` to ``model`` (used by ``netgrow.carry_optimizer`` to find an optimizer's parameters)."""
+    return [a for a in getattr(model, _LINEAGE_ATTR, []) if a.alive()]

@@ -27,7 +27,7 @@ from torch import nn
 from netgrow.errors import LockedGroupError, NetgrowTypeError, NetgrowValueError
 from netgrow.graph.groups import ChannelGraph, ChannelGroup, Layout, analyse
 from netgrow.ops import rules
-from netgrow.ops.param_map import DimMap, ParamMap, ParamSource, set_param_map
+from netgrow.ops.param_map import DimMap, ParamMap, ParamSource, note_origin, set_param_map
 from netgrow.ops.replay import example_input as zeros_input
 from netgrow.ops.verify import verify_preserved
 from netgrow.spec import append_record
@@ -107,6 +107,7 @@ def resize_groups(
             t = getattr(module, tname)
             memo[id(t)] = _placeholder(t)
     new = copy.deepcopy(model, memo)
+    note_origin(new, model)
     cache: rules.Cache = {}
     for name, p in plans.items():
         rules.apply(model.get_submodule(name), new.get_submodule(name), p, gen, cache)

@@ -7,6 +7,7 @@ Public API (imported lazily so ``import netgrow.train`` stays light)::
     count_macs(model, example_input, by_module=False, masks=None)
     save(model, path) / load(path, base=None)
     carry_optimizer_state(old_state, old_model, new_optimizer, new_model, param_map)
+    carry_optimizer(optimizer, grown_model) / rebind_scheduler(scheduler, new_optimizer)
 
 Compute accounting (the cumulative paper's Eq. 1): ``M = sum over stages of samples x forward MACs per
 sample``; training FLOPs are estimated as ``3 x 2 x M`` (forward + backward ~ 3 forward passes, 2 FLOPs per
@@ -39,6 +40,8 @@ _LAZY = {
     "model_to_tensors": "netgrow.train.serialization",
     "model_from_tensors": "netgrow.train.serialization",
     "carry_optimizer_state": "netgrow.train.carry",
+    "carry_optimizer": "netgrow.train.grow_loop",
+    "rebind_scheduler": "netgrow.train.grow_loop",
 }
 
 __all__ = sorted(_LAZY)

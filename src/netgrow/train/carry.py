@@ -138,6 +138,15 @@ def _old_state_by_name(
     return out
 
 
+def state_kinds(optimizer: torch.optim.Optimizer) -> dict[str, Kind]:
+    """How each per-parameter state key of ``optimizer`` maps across growth (see the module docstring)."""
+    kinds = dict(KIND_BY_KEY)
+    for cls, override in KIND_OVERRIDES.items():
+        if isinstance(optimizer, cls):
+            kinds.update(override)
+    return kinds
+
+
 def _index_only(src: ParamSource) -> ParamSource:
     """The same index maps with unit scales (fresh units still come out as zeros)."""
     dims = [DimMap(d.dim, d.index, torch.ones_like(d.weight_scale), torch.ones_like(d.grad_scale)) for d in src.dims]
@@ -190,10 +199,18 @@ def carry_optimizer_state(
         2
     """
     by_name = _old_state_by_name(old_state, old_model)
-    kinds = dict(KIND_BY_KEY)
-    for cls, override in KIND_OVERRIDES.items():
-        if isinstance(new_optimizer, cls):
-            kinds.update(override)
+    return fill_state(by_name, new_optimizer, new_model, param_map)
+
+
+def fill_state(
+    by_name: dict[str, dict[str, Any]],
+    new_optimizer: torch.optim.Optimizer,
+    new_model: nn.Module,
+    param_map: ParamMap | None,
+) -> int:
+    """Set ``new_optimizer``'s state from ``by_name`` (old parameter name -> old per-parameter state),
+    mapped through ``param_map`` (None: same names and shapes). Returns the number of carried parameters."""
+    kinds = state_kinds(new_optimizer)
     new_names = _names_by_identity(new_model)
     carried = 0
     for group in new_optimizer.param_groups:

@@ -159,6 +159,7 @@ def model_from_tensors(
     set_spec(model, spec)
     # the replay's param map relates to the (meaningless) pre-load weights; a loaded model has none
     vars(model).pop(_param_map._MAP_ATTR, None)
+    vars(model).pop(_param_map._LINEAGE_ATTR, None)
     return model
 
 
