@@ -183,3 +183,21 @@ def test_resume_with_a_deliberate_change_is_recorded(tmp_path, capsys):
     rc, _, err = run_cli(["run", other, "--out", out, "--resume", "--set", "train.lr=0.01"], capsys)
     assert rc == 2 and "train.epochs: run 2, now 3" in err and "train.lr" not in err.split("allowed")[0]
     assert len((out / "history.jsonl").read_text().splitlines()) == 2  # refused resumes record nothing
+
+
+@pytest.mark.slow
+def test_new_run_with_overrides_records_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["run", write(tmp_path, TINY), "--out", out, "--quiet", "--set", "train.lr=0.01",
+                          "--set", "seed=3"], capsys)
+    assert rc == 0, err
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["seed"] == 3 and conf["train"]["lr"] == 0.01 and conf["train"]["seed"] == 3
+    (start,) = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert start["event"] == "start" and start["overrides"] == ["seed", "train.lr"]
+    # a resume that repeats the overrides is the same config; changing the seed on resume is deliberate
+    rc, _, err = run_cli(["run", write(tmp_path, TINY), "--out", out, "--quiet", "--resume", "--set", "train.lr=0.01",
+                          "--set", "seed=4"], capsys)
+    assert rc == 0, err
+    last = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
+    assert last["changes"] == {"seed": {"from": 3, "to": 4}, "train.seed": {"from": 3, "to": 4}}

@@ -36,9 +36,10 @@ def demo_configs(quick: bool = False) -> list[Any]:
         if quick:
             raw["data"].update(limit_train=QUICK["limit_train"], limit_test=QUICK["limit_test"])
             raw.setdefault("model", {})["width"] = QUICK["width"]
-            raw["train"]["epochs"] = QUICK["epochs"]
-            if raw["strategy"] == "cumulative":
-                raw["cumulative"]["epochs"] = QUICK["epochs"]
+            raw.setdefault("train", {})["epochs"] = QUICK["epochs"]
+            for section in raw.values():  # [train] and any per-stage budget of the strategy's section
+                if isinstance(section, dict) and "epochs" in section:
+                    section["epochs"] = QUICK["epochs"]
         out.append(parse_config(raw, source=f"netgrow/configs/{name}"))
     return out
 
@@ -75,8 +76,11 @@ def demo(out: str | Path | None = None, quick: bool = False, quiet: bool = False
 
 
 def _describe(cfg: Any) -> str:
+    from netgrow.strategies import plan
+
     sched = "→".join(str(k) for k in cfg.data.schedule)
-    if cfg.strategy == "cumulative":
-        archs = "→".join(a.upper() for a in cfg.options.archs)
-        return f"cumulative {archs} on {sched} classes of {cfg.data.name}, width {cfg.model.width:g}"
-    return f"{cfg.strategy} {cfg.model.arch.upper()} on {sched} classes of {cfg.data.name}, width {cfg.model.width:g}"
+    archs = []
+    for stage in plan(cfg, list(cfg.data.schedule)):
+        if stage.arch.upper() not in archs:
+            archs.append(stage.arch.upper())
+    return f"{cfg.strategy} {'→'.join(archs)} on {sched} classes of {cfg.data.name}, width {cfg.model.width:g}"

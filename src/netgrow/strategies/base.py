@@ -295,8 +295,10 @@ def write_config(cfg: ExperimentConfig, run_dir: Path, resume: bool, changes: Se
     path = run_dir / CONFIG
     resolved = cfg.to_dict()
     allowed = set(changes)
+    if "seed" in allowed and resolved["train"].get("seed") == resolved["seed"]:
+        allowed.add("train.seed")  # [train] seed follows the top-level seed unless given
     event: dict[str, Any] = {"event": "start", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                             "overrides": sorted(allowed)}
+                             "overrides": sorted(set(changes))}
     if resume and path.is_file():
         stored = json.loads(path.read_text())
         diff = config_changes(stored, resolved)
@@ -309,7 +311,7 @@ def write_config(cfg: ExperimentConfig, run_dir: Path, resume: bool, changes: Se
                 f"config the run was started with (keep earlier overrides with {keep}), deliberate changes "
                 "named with --set KEY=VALUE, or a new --out directory"
             )
-        event = {"event": "resume", "time": event["time"],
+        event = {"event": "resume", "time": event["time"], "overrides": sorted(set(changes)),
                  "changes": {k: {"from": old, "to": new} for k, (old, new) in diff.items()}}
         if diff:
             log.info("resuming %s with changes: %s", run_dir,
