@@ -13,28 +13,13 @@ import pytest
 
 from netgrow.cli import compare as cmp
 from netgrow.cli.config import load_config, parse_config
-from netgrow.cli.main import main
 from netgrow.analysis.runs import load_run
 from netgrow.errors import ConfigError
 
+from cli_common import TINY, run_cli, write
+
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = """
-strategy = "scratch"
-name = "tiny"
-seed = 0
-[data]
-name = "digits"
-limit_train = 200
-limit_test = 100
-[model]
-arch = "vgg11"
-width = 0.0625
-[train]
-epochs = 1
-batch_size = 50
-deterministic = true
-"""
 
 CUMULATIVE = """
 strategy = "cumulative"
@@ -44,18 +29,6 @@ schedule = [5, 7, 10]
 [cumulative]
 archs = ["vgg11", "vgg13", "vgg16"]
 """
-
-
-def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
-    p = tmp_path / name
-    p.write_text(text)
-    return p
-
-
-def run_cli(args, capsys):
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 # ------------------------------------------------------------------------------------ bad configs

@@ -10,37 +10,10 @@ import pytest
 import torch
 
 from netgrow.cli.config import apply_overrides, load_config, parse_override
-from netgrow.cli.main import check_out_dir, main
+from netgrow.cli.main import check_out_dir
 from netgrow.errors import ConfigError
 
-TINY = """
-strategy = "scratch"
-name = "tiny"
-seed = 0
-[data]
-name = "digits"
-limit_train = 200
-limit_test = 100
-[model]
-arch = "vgg11"
-width = 0.0625
-[train]
-epochs = 1
-batch_size = 50
-deterministic = true
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
-    p = tmp_path / name
-    p.write_text(text)
-    return p
-
-
-def run_cli(args, capsys):
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
+from cli_common import TINY, run_cli, write
 
 
 def train_line(extra: str) -> str:
@@ -201,3 +174,21 @@ def test_new_run_with_overrides_records_them(tmp_path, capsys):
     assert rc == 0, err
     last = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
     assert last["changes"] == {"seed": {"from": 3, "to": 4}, "train.seed": {"from": 3, "to": 4}}
+
+
+def test_resume_accepts_a_run_written_before_a_field_existed(tmp_path):
+    """A key missing from a stored config.json meant its default then; it is not a difference."""
+    from netgrow.strategies.base import write_config
+
+    cfg = load_config(write(tmp_path, TINY))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    old = cfg.to_dict()
+    del old["train"]["log_every"], old["data"]["limit_test"]  # as written by an older netgrow
+    (run_dir / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match=r"data.limit_test: run None, now 100"):
+        write_config(cfg, run_dir, resume=True)  # limit_test = 100 is not the default: a real change
+    old["data"]["limit_test"] = 100
+    (run_dir / "config.json").write_text(json.dumps(old))
+    write_config(cfg, run_dir, resume=True)  # log_every is at its default: accepted
+    assert json.loads((run_dir / "config.json").read_text())["train"]["log_every"] == cfg.train.log_every

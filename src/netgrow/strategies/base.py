@@ -301,7 +301,9 @@ def write_config(cfg: ExperimentConfig, run_dir: Path, resume: bool, changes: Se
                              "overrides": sorted(set(changes))}
     if resume and path.is_file():
         stored = json.loads(path.read_text())
-        diff = config_changes(stored, resolved)
+        defaults = cfg.defaults()
+        diff = {k: v for k, v in config_changes(stored, resolved).items()
+                if not (k not in _flatten(stored) and k in defaults and v[1] == defaults[k])}
         refused = {k: v for k, v in diff.items() if not any(k == a or k.startswith(a + ".") for a in allowed)}
         if refused:
             listed = "; ".join(f"{k}: run {old!r}, now {new!r}" for k, (old, new) in refused.items())

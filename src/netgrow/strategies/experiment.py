@@ -110,6 +110,22 @@ class ExperimentConfig:
     def replace(self, **changes: Any) -> "ExperimentConfig":
         return dataclasses.replace(self, **changes)
 
+    def defaults(self) -> dict[str, Any]:
+        """``{"train.lr": 0.05, ...}``: the default of every section field (JSON-ready), so a run directory
+        written before a field existed still resumes (the missing key meant the default)."""
+        sections: dict[str, Any] = {"data": DataConfig, "model": ModelConfig, "stopping": StoppingConfig,
+                                    "train": TrainConfig}
+        if self.options is not None:
+            sections[self.strategy] = type(self.options)
+        out = {}
+        for section, cls in sections.items():
+            for f in dataclasses.fields(cls):
+                if f.default is not dataclasses.MISSING:
+                    out[f"{section}.{f.name}"] = _plain(f.default)
+                elif f.default_factory is not dataclasses.MISSING:
+                    out[f"{section}.{f.name}"] = _plain(f.default_factory())
+        return out
+
 
 def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):

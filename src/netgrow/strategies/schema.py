@@ -67,13 +67,17 @@ class Section:
                               "for its keys")
         return Section(self.raw(name, {}), self.key(name), self.source)
 
+    def _default(self, name: str, default: Any, allowed: str = "") -> Any:
+        """The value of an absent key: ``default``, or an error when the key is required (``...``)."""
+        if default is ...:
+            raise ConfigError(f"{self.source}: missing required key {self.key(name)}"
+                              + (f"; allowed: {allowed}" if allowed else ""))
+        self.used.add(name)
+        return default
+
     def str_(self, name: str, default: Any = ..., choices: tuple[str, ...] | None = None) -> Any:
         if name not in self.table:
-            if default is ...:
-                raise ConfigError(f"{self.source}: missing required key {self.key(name)}"
-                                  + (f"; allowed: {', '.join(choices)}" if choices else ""))
-            self.used.add(name)
-            return default
+            return self._default(name, default, ", ".join(choices) if choices else "")
         v = self.raw(name)
         if not isinstance(v, str) or not v:
             raise self.fail(name, v, "must be a non-empty string", ", ".join(choices) if choices else "a string")
@@ -83,10 +87,7 @@ class Section:
 
     def int_(self, name: str, default: Any = ..., lo: int | None = None, optional: bool = False) -> Any:
         if name not in self.table:
-            if default is ...:
-                raise ConfigError(f"{self.source}: missing required key {self.key(name)}")
-            self.used.add(name)
-            return default
+            return self._default(name, default)
         v = self.raw(name)
         if optional and v is None:
             return None
@@ -98,10 +99,7 @@ class Section:
     def float_(self, name: str, default: Any = ..., lo: float | None = None, hi: float | None = None,
                lo_open: bool = False, hi_open: bool = False) -> Any:
         if name not in self.table:
-            if default is ...:
-                raise ConfigError(f"{self.source}: missing required key {self.key(name)}")
-            self.used.add(name)
-            return default
+            return self._default(name, default)
         v = self.raw(name)
         return check_float(v, lo, hi, lo_open, hi_open, lambda p, a: self.fail(name, v, p, a))
 
