@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from netgrow.strategies.experiment import parse_config, resolve_with_data
+from netgrow.strategies.experiment import parse_config
+from netgrow.strategies.resources import resolve_with_data
 from netgrow.analysis.runs import Run, compute_to_target, load_run
 from netgrow.strategies import run_experiment
 

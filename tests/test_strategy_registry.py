@@ -11,7 +11,8 @@ import pytest
 from netgrow.errors import ConfigError
 from netgrow.strategies import registry
 from netgrow.strategies.base import Stage
-from netgrow.strategies.experiment import parse_config, validate_resources
+from netgrow.strategies.experiment import parse_config
+from netgrow.strategies.resources import validate_resources
 from netgrow.strategies.registry import Strategy, get_strategy, register_strategy, strategy_names
 
 

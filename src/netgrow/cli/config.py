@@ -30,6 +30,8 @@ from netgrow.strategies.experiment import (  # noqa: F401 - re-exported: the con
     family_depth,
     known_models,
     parse_config,
+)
+from netgrow.strategies.resources import (  # noqa: F401 - re-exported
     resolve_schedule,
     resolve_with_data,
     validate_resources,

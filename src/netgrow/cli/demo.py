@@ -50,7 +50,7 @@ def demo(out: str | Path | None = None, quick: bool = False, quiet: bool = False
     Returns ``{"runs": [dirs], "compare": path of compare.md, "plots": [paths], "wall_time": seconds}``.
     """
     from netgrow.cli.compare import compare
-    from netgrow.strategies.experiment import validate_resources
+    from netgrow.strategies.resources import validate_resources
     from netgrow.cli.main import check_out_dir
     from netgrow.cli.report import report
     from netgrow.strategies import run_experiment

@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from netgrow.cli.config import load_config, override_keys
     from netgrow.strategies import run_experiment
     from netgrow.strategies.base import is_main_process
-    from netgrow.strategies.experiment import validate_resources
+    from netgrow.strategies.resources import validate_resources
 
     overrides = list(args.set or [])
     cfg = load_config(args.config, overrides)
