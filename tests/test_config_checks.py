@@ -47,6 +47,10 @@ BAD = {
     "override into a value": (TINY, ["--set", "seed.x=1"], ["--set 'seed.x=1'", "is a value, not a table"], []),
     "override without a value": (TINY, ["--set", "train.lr"], ["--set 'train.lr'", "KEY=VALUE"], []),
 }
+BAD["augmenting 1-D data"] = (
+    TINY.replace('name = "digits"', 'name = "mnist1d"').replace('arch = "vgg11"', 'arch = "cnn1d"')
+    .replace("deterministic = true", 'augment = "crop_flip"'), [],
+    ["train.augment = 'crop_flip'", "needs images", "omit augment"], [])
 if not torch.cuda.is_available():
     BAD["cuda without a GPU"] = (train_line('device = "cuda"'), [],
                                  ["train.device = 'cuda'", "no CUDA device", "'cpu'"], [])
@@ -59,7 +63,8 @@ def test_bad_config_exit_2_names_the_key_and_creates_nothing(case, tmp_path, cap
     rc, _, err = run_cli(["run", write(tmp_path, text), "--out", out, *extra], capsys)
     assert rc == 2, err
     assert not out.exists()
-    assert err.startswith("netgrow: config error:") and err.count("\n") == 1
+    errors = [line for line in err.splitlines() if line.startswith("netgrow:")]  # (data sets may log a line)
+    assert len(errors) == 1 and errors[0].startswith("netgrow: config error:"), err
     for frag in fragments:
         assert frag in err, f"{frag!r} not in {err!r}"
     for frag in absent:
@@ -192,3 +197,13 @@ def test_resume_accepts_a_run_written_before_a_field_existed(tmp_path):
     (run_dir / "config.json").write_text(json.dumps(old))
     write_config(cfg, run_dir, resume=True)  # log_every is at its default: accepted
     assert json.loads((run_dir / "config.json").read_text())["train"]["log_every"] == cfg.train.log_every
+
+
+def test_ddp_batch_must_split_over_the_ranks(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    from netgrow.errors import ConfigError as Err
+    from netgrow.strategies.resources import check_stage_data
+
+    cfg = load_config(write(tmp_path, TINY))  # batch_size = 50
+    with pytest.raises(Err, match="train.batch_size = 50 does not split evenly over 3 DDP ranks"):
+        check_stage_data(cfg, None, None, [10])

@@ -9,6 +9,7 @@ failure is a ``ConfigError`` naming the key that caused it (``train.device``, ``
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from netgrow.errors import ConfigError
@@ -75,8 +76,24 @@ def resolve_with_data(cfg: ExperimentConfig, train: Any, test: Any = None) -> Ex
     counts = resolve_schedule(cfg.data.schedule, int(train.num_classes), cfg.source)
     cfg = cfg.replace(data=dataclasses.replace(cfg.data, schedule=tuple(counts)))
     check_stage_data(cfg, train, test, counts)
-    check_models(cfg, tuple(train[0][0].shape), counts[-1])
+    shape = tuple(train[0][0].shape)
+    check_augment(cfg, shape)
+    check_models(cfg, shape, counts[-1])
     return cfg
+
+
+def check_augment(cfg: ExperimentConfig, shape: tuple[int, ...]) -> None:
+    """``train.augment`` must suit the data (crops and flips need images)."""
+    from netgrow.data.transforms import resolve_augment
+    from netgrow.errors import NetgrowError
+
+    if cfg.train.augment is None:
+        return
+    try:
+        resolve_augment(cfg.train.augment, shape)
+    except NetgrowError as exc:
+        raise ConfigError(f"{cfg.source}: train.augment = {cfg.train.augment!r}: {cfg.data.name} inputs have shape "
+                          f"{shape} ({exc}); allowed: omit augment for data that are not images") from None
 
 
 def check_stage_data(cfg: ExperimentConfig, train: Any, test: Any, counts: list[int]) -> None:
@@ -85,6 +102,10 @@ def check_stage_data(cfg: ExperimentConfig, train: Any, test: Any, counts: list[
     from netgrow.strategies.base import limit
 
     d = cfg.data
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)  # torchrun: the global batch is split over ranks
+    if cfg.train.batch_size % world:
+        raise ConfigError(f"{cfg.source}: train.batch_size = {cfg.train.batch_size} does not split evenly over "
+                          f"{world} DDP ranks; allowed: a multiple of {world}")
     for split, ds, key, seed in (("training", train, "limit_train", d.seed), ("test", test, "limit_test", d.seed + 1)):
         if ds is None:
             continue
