@@ -240,3 +240,20 @@ def test_readme_grow_loop_example_preserves_the_loss(capsys):
     assert len(growths) == 2 and all(a == b for a, b in growths)
     final = float(re.search(r"step 60: loss ([0-9.]+)", out).group(1))
     assert final < float(growths[0][0])
+
+
+def test_lineage_keeps_no_model_alive_and_pickles():
+    import gc
+    import io
+    import weakref
+
+    model = mlp()
+    grown = netgrow.widen(model, 2.0, batch()[0][:1], seed=0)
+    torch.save(grown, io.BytesIO())  # a grown model still pickles (the lineage's weak references are dropped)
+    ref = weakref.ref(model.get_parameter("0.weight"))
+    del model
+    gc.collect()
+    assert ref() is None  # the grown model does not keep its origin's parameters alive
+    from netgrow.ops.param_map import lineage
+
+    assert lineage(grown) == []

@@ -179,6 +179,12 @@ class Ancestor:
     def __deepcopy__(self, memo: dict[int, object]) -> "Ancestor":
         return self  # shared, never mutated: a copied model keeps the same ancestry
 
+    def __getstate__(self) -> dict[str, object]:
+        return {"params": {}, "map": {}}  # weak references do not survive pickling: a dead record
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
 
 def note_origin(new: nn.Module, old: nn.Module) -> None:
     """Record on an op's fresh copy ``new`` that it was made from ``old`` (called right after the copy;
