@@ -29,9 +29,10 @@ data:
 demo: install data
 	$(BIN)/netgrow demo
 
+# lint-imports: the layer contract of pyproject.toml (imports only point down)
 test: install data
-	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
