@@ -183,7 +183,7 @@ def test_new_run_with_overrides_records_them(tmp_path, capsys):
 
 def test_resume_accepts_a_run_written_before_a_field_existed(tmp_path):
     """A key missing from a stored config.json meant its default then; it is not a difference."""
-    from netgrow.strategies.base import write_config
+    from netgrow.strategies.run_config import write_config
 
     cfg = load_config(write(tmp_path, TINY))
     run_dir = tmp_path / "run"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netgrow.strategies.angle import AngleStopping, should_grow, window_angle, window_angles
-from netgrow.strategies.base import Experiment, Stage, write_config
+from netgrow.strategies.base import Experiment, Stage
+from netgrow.strategies.run_config import write_config
 from netgrow.strategies.registry import BUILTIN, Strategy, get_strategy, register_strategy, strategy_names
 
 if TYPE_CHECKING:

@@ -12,11 +12,9 @@ of the stage meters' ``M`` (the cumulative paper's Eq. 1).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from netgrow.errors import ConfigError
 from netgrow.ops.param_map import ParamMap, compose, param_map, set_param_map
 
 if TYPE_CHECKING:
@@ -33,8 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
-CONFIG = "config.json"
-HISTORY = "history.jsonl"  # one line per start / resume, with the config changes of a resume
 
 
 @dataclass
@@ -262,66 +257,3 @@ class Experiment:
         if is_main_process():
             write_json_atomic(self.run_dir / SUMMARY, summary)
         return summary
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def config_changes(stored: dict[str, Any], resolved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``{dotted key: (stored value, new value)}`` for every key whose value differs (``out`` ignored)."""
-    a, b = _flatten(stored), _flatten(resolved)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k != "out" and a.get(k) != b.get(k)}
-
-
-def write_config(cfg: ExperimentConfig, run_dir: Path, resume: bool, changes: Sequence[str] = ()) -> None:
-    """Write RUN_DIR/config.json and append the start to RUN_DIR/history.jsonl.
-
-    On resume the stored config must equal this one except for the keys named in ``changes`` (the
-    ``--set`` overrides); those changes are recorded in the history and config.json is updated. Any other
-    difference raises ``ConfigError`` listing the keys with both values.
-    """
-    from netgrow.train.metrics import write_json_atomic
-
-    if not is_main_process():
-        return
-    path = run_dir / CONFIG
-    resolved = cfg.to_dict()
-    allowed = set(changes)
-    if "seed" in allowed and resolved["train"].get("seed") == resolved["seed"]:
-        allowed.add("train.seed")  # [train] seed follows the top-level seed unless given
-    event: dict[str, Any] = {"event": "start", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                             "overrides": sorted(set(changes))}
-    if resume and path.is_file():
-        stored = json.loads(path.read_text())
-        defaults = cfg.defaults()
-        diff = {k: v for k, v in config_changes(stored, resolved).items()
-                if not (k not in _flatten(stored) and k in defaults and v[1] == defaults[k])}
-        refused = {k: v for k, v in diff.items() if not any(k == a or k.startswith(a + ".") for a in allowed)}
-        if refused:
-            listed = "; ".join(f"{k}: run {old!r}, now {new!r}" for k, (old, new) in refused.items())
-            keep = " ".join(f"--set {k}={_toml(old)}" for k, (old, _) in refused.items())
-            raise ConfigError(
-                f"{cfg.source}: --resume of {str(run_dir)!r} with a different config ({listed}); allowed: the "
-                f"config the run was started with (keep earlier overrides with {keep}), deliberate changes "
-                "named with --set KEY=VALUE, or a new --out directory"
-            )
-        event = {"event": "resume", "time": event["time"], "overrides": sorted(set(changes)),
-                 "changes": {k: {"from": old, "to": new} for k, (old, new) in diff.items()}}
-        if diff:
-            log.info("resuming %s with changes: %s", run_dir,
-                     ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diff.items()))
-    write_json_atomic(path, resolved)
-    with open(run_dir / HISTORY, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(event) + "\n")
-
-
-def _toml(value: Any) -> str:
-    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
