@@ -207,3 +207,14 @@ def test_ddp_batch_must_split_over_the_ranks(tmp_path, capsys, monkeypatch):
     cfg = load_config(write(tmp_path, TINY))  # batch_size = 50
     with pytest.raises(Err, match="train.batch_size = 50 does not split evenly over 3 DDP ranks"):
         check_stage_data(cfg, None, None, [10])
+
+
+@pytest.mark.parametrize("field", ["lr", "warmup_epochs", "momentum", "gamma", "label_smoothing"])
+def test_train_config_refuses_non_finite_numbers_from_the_api(field):
+    from netgrow.train import TrainConfig
+
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match=f"{field}=.* use a finite number"):
+            TrainConfig(**{field: bad})
+    with pytest.raises(ConfigError, match="betas=.* use a finite number"):
+        TrainConfig(betas=(0.9, float("nan")))

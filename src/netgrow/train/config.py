@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, recorded in train_config.json
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         self.optimizer = _choice("optimizer", str(self.optimizer).lower(), OPTIMIZERS)
         self.schedule = _choice("schedule", str(self.schedule).lower(), SCHEDULES)
         amp = self.amp.lower() if isinstance(self.amp, str) else self.amp
@@ -143,3 +145,14 @@ def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> Any:
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"netgrow.train.TrainConfig: {name}={value!r} is invalid; use {allowed}")
+
+
+def _check_finite(cfg: TrainConfig) -> None:
+    """Every number is finite (``inf``/``nan`` would surface only mid-run, e.g. as a NaN schedule)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"netgrow.train.TrainConfig: {f.name}={value!r} is invalid; use a finite number")
+
