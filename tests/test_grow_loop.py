@@ -257,3 +257,45 @@ def test_lineage_keeps_no_model_alive_and_pickles():
     from netgrow.ops.param_map import lineage
 
     assert lineage(grown) == []
+
+
+def test_carry_after_prune_and_models_grow():
+    """Lineage is recorded by every op, also prune and the family growth (netgrow.models.grow)."""
+    from netgrow import models
+    from netgrow.models.grow import grow
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 3))
+    xs, ys = torch.randn(4, 1, 6, 6), torch.tensor([0, 1, 2, 0])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xs), ys).backward()
+        opt.step()
+    pruned = netgrow.prune(model, 0.5, xs[:1])
+    new_opt = netgrow.carry_optimizer(opt, pruned)
+    ref_opt = torch.optim.AdamW(pruned.parameters(), lr=1e-3)
+    carry_optimizer_state(opt, model, ref_opt, pruned, param_map(pruned))
+    assert len(new_opt.state) == len(ref_opt.state) == len(list(pruned.parameters()))
+    for p in pruned.parameters():
+        assert torch.equal(new_opt.state[p]["exp_avg_sq"], ref_opt.state[p]["exp_avg_sq"])
+    assert pruned[0].out_channels == 4
+
+    vgg = models.create("vgg11", num_classes=3, width=0.0625, in_channels=1, input_size=[8, 8])
+    xs = torch.randn(4, 1, 8, 8)
+    sgd = torch.optim.SGD(vgg.parameters(), lr=0.01, momentum=0.9)
+    sgd.zero_grad()
+    nn.functional.cross_entropy(vgg(xs), torch.tensor([0, 1, 2, 0])).backward()
+    sgd.step()
+    deeper = grow(vgg, "vgg13", xs[:1], data=[xs])
+    carried = netgrow.carry_optimizer(sgd, deeper)
+    old_names = dict(vgg.named_parameters())
+    n = 0
+    for name, p in deeper.named_parameters():
+        src = param_map(deeper)[name].source
+        if src is not None:
+            assert torch.equal(carried.state[p]["momentum_buffer"], sgd.state[old_names[src]]["momentum_buffer"])
+            n += 1
+        else:
+            assert p not in carried.state  # the inserted identity layers start fresh
+    assert n == len(old_names) and len(list(deeper.parameters())) > n
