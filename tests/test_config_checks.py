@@ -30,6 +30,8 @@ BAD = {
     "betas out of range": (train_line("betas = [0.9, 1.5]"), [], ["train.betas = [0.9, 1.5]", "[0, 1)"], []),
     "misspelt train key": (TINY.replace("epochs = 1", "epochz = 1"), [],
                            ["train.epochz = 1", "unknown key", "did you mean 'epochs'?"], []),
+    "misspelt optimizer": (train_line('optimizer = "adamv"'), [],
+                           ["train.optimizer = 'adamv'", "did you mean 'adamw'?"], []),
     "misspelt top-level key": ("sed = 3\n" + TINY, [], ["sed = 3", "did you mean 'seed'?"], []),
     "batch larger than the limited set": (TINY.replace("batch_size = 50", "batch_size = 500"), [],
                                           ["train.batch_size = 500", "data.limit_train = 200", "200"], []),

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,7 +139,9 @@ def _is_int(value: Any) -> bool:
 
 def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> Any:
     if value not in allowed:
-        raise ConfigError(f"netgrow.train.TrainConfig: unknown {name} {value!r}; allowed values: {list(allowed)}")
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed if a is not None], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"netgrow.train.TrainConfig: unknown {name} {value!r}; allowed values: {list(allowed)}{hint}")
     return value
 
 
