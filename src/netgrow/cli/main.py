@@ -7,7 +7,9 @@
     netgrow analyze RUN_DIR [--baseline SCRATCH_RUN_DIR] [--out DIR]
 
 Exit codes: 0 success; 2 a bad config or command line (nothing was written); 1 a failure while running
-(the message says what happened; a killed or failed run can be continued with ``--resume``); 130 Ctrl-C.
+(the message says what happened; a killed or failed run can be continued with ``--resume``); 143 SIGTERM
+and 130 Ctrl-C (``run`` and ``demo`` first finish the current step and write a checkpoint, see
+:mod:`netgrow.train.interrupt`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from netgrow.errors import ConfigError, NetgrowError
+from netgrow.errors import ConfigError, NetgrowError, RunInterrupted
 
 log = logging.getLogger("netgrow.cli")
 
@@ -52,6 +54,7 @@ def check_out_dir(out: Path, resume: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from netgrow.cli.config import load_config, validate_resources
     from netgrow.strategies import run_experiment
+    from netgrow.train.interrupt import graceful_stop
 
     from netgrow.strategies.base import is_main_process
 
@@ -61,7 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_out_dir(out, args.resume)
     cfg, train, test = validate_resources(cfg)
     cfg = cfg.replace(out=str(out))
-    summary = run_experiment(cfg, out, train, test, quiet=args.quiet, resume=args.resume)
+    with graceful_stop():
+        summary = run_experiment(cfg, out, train, test, quiet=args.quiet, resume=args.resume)
     if not args.quiet and is_main_process():
         final = summary["final"]
         acc = final.get("test_acc")
@@ -87,8 +91,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from netgrow.cli.demo import demo
+    from netgrow.train.interrupt import graceful_stop
 
-    demo(out=args.out, quick=args.quick, quiet=args.quiet)
+    with graceful_stop():
+        demo(out=args.out, quick=args.quick, quiet=args.quiet)
     return EXIT_OK
 
 
@@ -156,8 +162,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"netgrow: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except RunInterrupted as exc:
+        print(f"netgrow: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except NetgrowError as exc:
         print(f"netgrow: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # a write outside the checkpoint code (a plot, a table): name the file, no traceback
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"netgrow: error: cannot access{where}: {exc.strerror or exc}; files written before are kept",
+              file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("netgrow: interrupted; continue with --resume", file=sys.stderr)

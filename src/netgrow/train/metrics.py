@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from netgrow.train.safe_io import write_bytes_atomic
+from netgrow.train.safe_io import storage_error, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,13 @@ class MetricsWriter:
         """Append one row and flush it to the OS."""
         if not self.enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(json_safe(row)) + "\n")
-            f.flush()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps(json_safe(row)) + "\n")
+                f.flush()
+        except OSError as exc:
+            raise storage_error(self.path, exc) from None
 
     def rows(self) -> list[dict[str, Any]]:
         """All rows written so far (a torn last line from a crash is skipped)."""

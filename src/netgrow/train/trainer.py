@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +41,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from netgrow.data.loader import make_loader
-from netgrow.errors import ConfigError, NetgrowTypeError, TrainingError
+from netgrow.errors import ConfigError, NetgrowTypeError, RunInterrupted, StorageError, TrainingError
 from netgrow.ops.param_map import ParamMap
 from netgrow.ops.param_map import param_map as get_param_map
 from netgrow.train import checkpoint as ckpt
 from netgrow.train import distributed as ddp
 from netgrow.train import meter as meters
-from netgrow.train import safe_io, validate
+from netgrow.train import interrupt, safe_io, validate
 from netgrow.train.carry import carry_optimizer_state
 from netgrow.train.config import TrainConfig
 from netgrow.train.macs import count_macs
@@ -368,6 +369,8 @@ class _StageRun:
             if self.cfg.deterministic:
                 torch.use_deterministic_algorithms(True)  # for this stage only: the setting is process-wide
             return self._execute()
+        except StorageError as exc:
+            raise StorageError(f"{self.where}: {exc}. {self._kept()}", exc.path, exc.os_errno) from None
         finally:
             for n, p in self.model.named_parameters():
                 p.requires_grad_(grad_flags.get(n, True))
@@ -401,6 +404,8 @@ class _StageRun:
         try:
             while not self.done:
                 self._epoch(ctx)
+                if not self.done and self._stop_requested(None, ctx):
+                    self._raise_interrupted()
         except NonFiniteLoss as exc:
             self._raise_nonfinite(exc)
         finally:
@@ -436,17 +441,22 @@ class _StageRun:
         ce = self.cfg.checkpoint_every
 
         def on_step(step: int, sums: EpochSums) -> None:
-            if ce and step % ce == 0 and sums.batches < self.steps_per_epoch and not (
-                self.steps is not None and step >= self.steps
-            ):
+            # at the epoch's end the epoch checkpoint follows anyway
+            mid = sums.batches < self.steps_per_epoch and not (self.steps is not None and step >= self.steps)
+            saved = bool(ce and step % ce == 0 and mid)
+            if saved:
                 self.step = step
                 self._save_last(mid_epoch=True)
+            if mid and self._stop_requested(step, ctx):
+                self.step = step
+                if not saved:
+                    self._save_last(mid_epoch=True)
+                self._raise_interrupted()
 
         try:
             self.step = train_steps(
-                ctx, self.train_loader.iter_from(start), self.sums, self.step, self.steps, on_log,
-                on_step if ce else None,
-            )  # fmt: skip
+                ctx, self.train_loader.iter_from(start), self.sums, self.step, self.steps, on_log, on_step
+            )
         finally:
             bar.close()
         self._end_epoch()
@@ -607,6 +617,36 @@ class _StageRun:
             pm = None  # continuing the same model: same names and shapes
         n = carry_optimizer_state(old_state, ddp.unwrap(old_model), self.optimizer, self.model, pm)
         log.info("%s: carried optimizer state for %d parameters", self.where, n)
+
+    def _stop_requested(self, step: int | None, ctx: StepContext) -> bool:
+        """Did SIGTERM/Ctrl-C ask to stop (see :mod:`netgrow.train.interrupt`)? Under DDP every rank must
+        agree at the same step, so the flag is shared at the loss-check points only."""
+        flag = interrupt.requested() is not None
+        if not self.dist.enabled:
+            return flag
+        if step is not None and step % ctx.check_every:
+            return False
+        return ddp.any_rank(flag, self.dist, self.device)
+
+    def _raise_interrupted(self) -> None:
+        signum = interrupt.requested() or int(signal.SIGTERM)  # DDP: another rank got the signal
+        raise RunInterrupted(
+            f"{self.where}: stopped by {signal.Signals(signum).name} at epoch {self.epoch + 1}, step {self.step}; "
+            f"the checkpoint {str(self.last_ckpt)!r} holds this point. Continue with --resume "
+            "(Trainer(..., resume=True) and the same stages)",
+            signum,
+        )
+
+    def _kept(self) -> str:
+        """What survives a failed write, for the error message."""
+        d = self.t.checkpoint_dir
+        newest = next((d / n for n in (ckpt.LAST, ckpt.PREV) if (d / n).is_file()), None)
+        finished = len(self.t.stage_summaries)
+        kept = f"the checkpoint {str(newest)!r} is kept" if newest else "no checkpoint of this stage was written yet"
+        return (
+            f"{finished} finished stage(s) and {kept}; free space (or fix the permissions) and continue with "
+            "--resume (Trainer(..., resume=True))"
+        )
 
     def _raise_nonfinite(self, exc: NonFiniteLoss) -> None:
         epoch = self.epoch + 1
