@@ -63,6 +63,7 @@ from torch.nn.modules.pooling import (
 from torch.overrides import TorchFunctionMode
 
 from netgrow.errors import NetgrowTypeError, NetgrowValueError
+from netgrow.graph.example_input import check_example_input
 from netgrow.ops.verify import eval_mode
 
 logger = logging.getLogger(__name__)
@@ -381,6 +382,7 @@ def count_macs(
 
     The model's training flags, parameters and buffers are left as they were.
     """
+    check_example_input(model, example_input, "count_macs", allow_tuple=True)
     args = _as_args(example_input, model)
     batch = int(args[0].shape[0])
     if batch < 1:
