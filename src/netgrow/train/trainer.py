@@ -388,7 +388,7 @@ class _StageRun:
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        forward = ddp.wrap(self.model, self.dist, self.device)
+        forward = ddp.wrap(self.model, self.dist, self.device, self.cfg.sync_batchnorm)
         if self.cfg.compile:
             forward = torch.compile(forward)
         criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
