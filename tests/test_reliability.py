@@ -142,3 +142,9 @@ def test_sigterm_in_the_cli_checkpoints_exits_143_and_resumes_bitwise(tmp_path, 
     rc, _, err = run_cli(["run", cfg, "--out", out, "--resume", "--quiet"], capsys)
     assert rc == 0, err
     assert_bitwise(uninterrupted, stage_tensors(out))
+
+
+def test_threads_must_be_a_positive_integer(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "exp.toml", "--threads", "0"])
+    assert info.value.code == 2 and "'0' is not an integer >= 1" in capsys.readouterr().err

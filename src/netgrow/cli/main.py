@@ -64,6 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_out_dir(out, args.resume)
     cfg, train, test = validate_resources(cfg)
     cfg = cfg.replace(out=str(out))
+    if args.tensorboard:
+        cfg = cfg.replace(train={**cfg.train, "tensorboard": True})
     with graceful_stop():
         summary = run_experiment(cfg, out, train, test, quiet=args.quiet, resume=args.resume)
     if not args.quiet and is_main_process():
@@ -108,6 +110,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def _threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch CPU threads (default: torch's choice, which honours OMP_NUM_THREADS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-parser per command)."""
     p = argparse.ArgumentParser(prog="netgrow", description="Grow neural networks while they train.")
@@ -121,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory (default: the config's `out`, else runs/<name>)")
     r.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to RUN_DIR/tensorboard (as [train] tensorboard = true)")
+    _threads_option(r)
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("compare", help="Table 1 side by side: accuracy, M and its ratio to scratch, per stage")
@@ -140,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="demo directory (default: runs/demo-<time>)")
     d.add_argument("--quick", action="store_true", help="a tiny subset and 1 epoch per stage (seconds; for tests)")
     d.add_argument("--quiet", action="store_true")
+    _threads_option(d)
     d.set_defaults(func=cmd_demo)
 
     a = sub.add_parser("analyze", help="robustness, FGSM and mutual inference of a run's stage models")
@@ -148,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="output directory (default: RUN_DIR/analysis)")
     a.add_argument("--max-samples", type=int, help="analyse a seeded random subset of the test set (quick look)")
     a.add_argument("--quiet", action="store_true")
+    _threads_option(a)
     a.set_defaults(func=cmd_analyze)
     return p
 
@@ -157,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "quiet", False))
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except ConfigError as exc:

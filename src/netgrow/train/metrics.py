@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,17 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 class MetricsWriter:
-    """Appends rows to ``path`` (JSON Lines). ``enabled=False`` (DDP ranks other than 0) writes nothing."""
+    """Appends rows to ``path`` (JSON Lines). ``enabled=False`` (DDP ranks other than 0) writes nothing.
 
-    def __init__(self, path: str | os.PathLike[str], enabled: bool = True) -> None:
+    ``also``: called with every row written (the TensorBoard log).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], enabled: bool = True, also: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.path = Path(path)
         self.enabled = enabled
+        self.also = also
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one row and flush it to the OS."""
@@ -61,6 +67,8 @@ class MetricsWriter:
                 f.flush()
         except OSError as exc:
             raise storage_error(self.path, exc) from None
+        if self.also is not None:
+            self.also(row)
 
     def rows(self) -> list[dict[str, Any]]:
         """All rows written so far (a torn last line from a crash is skipped)."""

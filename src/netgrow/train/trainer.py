@@ -44,6 +44,7 @@ from netgrow.data.loader import make_loader
 from netgrow.errors import ConfigError, NetgrowTypeError, RunInterrupted, StorageError, TrainingError
 from netgrow.ops.param_map import ParamMap
 from netgrow.ops.param_map import param_map as get_param_map
+from netgrow.spec import growth_log
 from netgrow.train import checkpoint as ckpt
 from netgrow.train import distributed as ddp
 from netgrow.train import meter as meters
@@ -57,6 +58,7 @@ from netgrow.train.optim import LRSchedule, build_optimizer
 from netgrow.train.progress import Progress, format_epoch
 from netgrow.train.serialization import save as save_model
 from netgrow.train.stopping import Plateau, StoppingRule
+from netgrow.train.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,14 @@ class Trainer:
                 f"{leftovers or ''}; pass resume=True to continue that run, or use a new run directory"
             )
         self._setup_determinism()
-        self.metrics = MetricsWriter(self.metrics_path, enabled=self.is_main)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        # TensorBoard (optional): every metrics row, and a growth event at each stage start
+        self.tensorboard = TensorBoardLog(self.run_dir / "tensorboard") if config.tensorboard and self.is_main else None
+        self.metrics = MetricsWriter(
+            self.metrics_path, enabled=self.is_main, also=self.tensorboard.row if self.tensorboard else None
+        )
+        self._growth_log_len = 0  # growth records of the previous stage's model (to name this stage's growth)
         self.progress = Progress(enabled=self.is_main and not quiet, stream=stream)
         self.totals: dict[str, Any] = {"M": 0, "samples": 0, "iterations": 0, "wall_time": 0.0, "epochs": 0}
         self.stage_summaries: list[dict[str, Any]] = []
@@ -155,6 +164,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             "per_rank_batch_size": self.config.batch_size // self.dist.world_size,
             "torch_version": torch.__version__,
+            "torch_threads": torch.get_num_threads(),  # float sums depend on it: part of reproducing a run
         }
 
     def _setup_determinism(self) -> None:
@@ -243,6 +253,7 @@ class Trainer:
         ckpt.set_rng_state(st_tensors, st_meta["rng"])
         self._add_totals(summary["meter"], int(summary.get("epochs", len(summary.get("history", [])))))
         self.stage_summaries.append(summary)
+        self._growth_log_len = len(growth_log(model))
         log.info("stage %d (%s) finished before; loaded %s", stage, name, model_path)
         self.progress.line(f"stage {stage} ({name}): finished earlier, loaded from {model_path}")
         return StageResult(
@@ -259,6 +270,13 @@ class Trainer:
             resumed=True,
             summary=summary,
         )
+
+    def growth_event(self, stage: int, name: str, model: nn.Module, params: int) -> None:
+        """Log the start of a stage to TensorBoard: the growth ops since the previous stage's model."""
+        if self.tensorboard is None:
+            return
+        before = self.stage_summaries[-1].get("params") if self.stage_summaries else None
+        self.tensorboard.growth(stage, name, before, params, growth_log(model)[self._growth_log_len :])
 
     def _add_totals(self, meter: dict[str, Any], epochs: int) -> None:
         for k in ("M", "samples", "iterations", "wall_time"):
@@ -384,6 +402,8 @@ class _StageRun:
                 t.metrics.truncate_after(self.stage, None)
             seed_everything(self.seed)
             self._carry()
+            t.growth_event(self.stage, self.name, self.model, self.params)
+        t._growth_log_len = len(growth_log(self.model))
         if self.device.type == "cuda" and self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
