@@ -50,6 +50,8 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     except OSError as exc:
         raise storage_error(path, exc) from None
     try:
+        # mkstemp creates 0600; give the file the mode any other output of the run gets (0666 minus umask)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -66,6 +68,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def storage_error(path: Path, exc: OSError) -> StorageError:

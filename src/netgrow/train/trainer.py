@@ -254,7 +254,6 @@ class Trainer:
         self._add_totals(summary["meter"], int(summary.get("epochs", len(summary.get("history", [])))))
         self.stage_summaries.append(summary)
         self._growth_log_len = len(growth_log(model))
-        log.info("stage %d (%s) finished before; loaded %s", stage, name, model_path)
         self.progress.line(f"stage {stage} ({name}): finished earlier, loaded from {model_path}")
         return StageResult(
             model=model,
@@ -452,11 +451,19 @@ class _StageRun:
         last_log = [self.step]
 
         def on_log(step: int, sums: EpochSums) -> None:
-            if t.progress.enabled and t.progress.tty:
-                loss = float(sums.loss) / max(sums.count, 1)
-                acc = float(sums.correct) / max(sums.count, 1)
+            if not t.progress.enabled:
+                return
+            loss = float(sums.loss) / max(sums.count, 1)
+            acc = float(sums.correct) / max(sums.count, 1)
+            if t.progress.tty:
                 bar.update(step - last_log[0], loss=loss, acc=acc)
                 last_log[0] = step
+            else:  # a log file: a plain line every log_every steps instead of carriage-return bar updates
+                run_time = self.totals_before["wall_time"] + self.meter.wall_time
+                t.progress.line(
+                    f"stage {self.stage} ({self.name}) epoch {self.epoch + 1}/{total_epochs} batch "
+                    f"{sums.batches}/{self.steps_per_epoch}: train loss {loss:.4f} acc {acc:.4f} | run time {run_time:.1f} s"
+                )
 
         ce = self.cfg.checkpoint_every
 
@@ -720,7 +727,8 @@ class _StageRun:
         t.stage_summaries.append(summary)
         t.progress.line(
             f"stage {self.stage} ({self.name}) done: test acc {test_acc if test_acc is None else round(test_acc, 4)}, "
-            f"M {m['M']:.3e} MACs (cumulative {summary['M_cumulative']:.3e}), {m['wall_time']:.1f} s"
+            f"M {m['M']:.3e} MACs (cumulative {summary['M_cumulative']:.3e}) | run time "
+            f"{self.totals_before['wall_time'] + m['wall_time']:.1f} s (stage {m['wall_time']:.1f} s)"
         )
         return StageResult(
             model=self.model,
