@@ -7,6 +7,7 @@ import logging
 import re
 import stat
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -77,3 +78,81 @@ def test_one_runs_outputs_share_one_file_mode(tmp_path):
     modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*") if p.is_file()}
     assert "metrics.jsonl" in modes and "checkpoints/last.safetensors" in modes and "stages/stage0.json" in modes
     assert len(set(modes.values())) == 1, modes
+
+
+# ----------------------------------------------------------------------------- compare / report
+
+
+def _fake_run(run_dir, name, strategy, stages):
+    """A minimal finished run directory (what netgrow.cli.runs.load_run reads)."""
+    import json
+
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"name": name, "strategy": strategy, "data": {"name": "x"}}))
+    rows, summaries, m = [], [], 0
+    for i, (arch, classes, params, acc) in enumerate(stages):
+        m += 10**9
+        rows.append({"event": "epoch", "stage": i, "epoch": 1, "global_epoch": i + 1, "test_acc": acc, "M": m,
+                     "wall_time": 1.0 + i, "params": params, "classes": classes})
+        summaries.append({"stage": i, "arch": arch, "width": 0.125, "classes": classes, "test_acc": acc, "M": 10**9,
+                          "M_cumulative": m, "wall_time": 1.0, "params": params, "macs_per_sample": 10**6})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run_dir / "summary.json").write_text(json.dumps({
+        "name": name, "strategy": strategy, "stages": summaries, "M_total": m, "wall_time_total": float(len(stages)),
+        "final": {"test_acc": stages[-1][3], "classes": stages[-1][1], "params": stages[-1][2],
+                  "macs_per_sample": 10**6}}))
+    return run_dir
+
+
+@pytest.fixture
+def demo_like_runs(tmp_path):
+    cum = _fake_run(tmp_path / "demo-cumulative", "demo-cumulative", "cumulative",
+                    [("vgg11", 5, 367_200, 0.95), ("vgg16", 7, 585_200, 0.93), ("vgg19", 10, 795_900, 0.90)])
+    scr = _fake_run(tmp_path / "demo-scratch", "demo-scratch", "scratch", [("vgg19", 10, 795_900, 0.90)])
+    return cum, scr
+
+
+def test_printed_comparison_table_fits_100_columns(demo_like_runs, tmp_path, capsys):
+    from netgrow.cli.main import main
+
+    assert main(["compare", *map(str, demo_like_runs), "--out", str(tmp_path / "cmp")]) == 0
+    table = capsys.readouterr().out.split("wrote ")[0]
+    assert "vgg11→vgg16→vgg19×0.125" in table and "1.00x" in table
+    assert max(len(line) for line in table.splitlines()) <= 100, table
+
+
+def test_compare_and_report_refuse_to_overwrite_without_force(demo_like_runs, tmp_path, capsys):
+    from netgrow.cli.main import main
+
+    runs = list(map(str, demo_like_runs))
+    for command, out, files in (("compare", tmp_path / "c", ["compare.md"]), ("report", tmp_path / "p",
+                                                                            ["accuracy_vs_params.png"])):
+        assert main([command, *runs, "--out", str(out), "--quiet"]) == 0
+        (out / files[0]).write_bytes(b"edited by hand")
+        assert main([command, *runs, "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "already exist" in err and "--force" in err and str(out / files[0]) in err
+        assert (out / files[0]).read_bytes() == b"edited by hand"  # untouched
+        assert main([command, *runs, "--out", str(out), "--quiet", "--force"]) == 0
+        assert (out / files[0]).read_bytes() != b"edited by hand"
+
+
+def test_accuracy_vs_params_plot_has_labelled_ticks_and_no_hidden_marker(demo_like_runs):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from netgrow.cli.report import params_plot
+    from netgrow.cli.runs import load_run
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    params_plot(ax, [load_run(p) for p in demo_like_runs])
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels == ["367.2K", "585.2K", "795.9K"]
+    cum, scr = ax.get_lines()[:2]
+    # the scratch point sits on the cumulative run's last point: distinct markers, hollow, the later one larger
+    assert (cum.get_xdata()[-1], cum.get_ydata()[-1]) == (scr.get_xdata()[0], scr.get_ydata()[0])
+    assert cum.get_marker() != scr.get_marker() and scr.get_fillstyle() == "none"
+    assert scr.get_markersize() > cum.get_markersize()

@@ -80,14 +80,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from netgrow.cli.compare import compare
 
-    compare(args.runs, out_dir=args.out, baseline=args.baseline, quiet=args.quiet)
+    compare(args.runs, out_dir=args.out, baseline=args.baseline, quiet=args.quiet, force=args.force)
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from netgrow.cli.report import report
 
-    report(args.runs, out_dir=args.out, quiet=args.quiet)
+    report(args.runs, out_dir=args.out, quiet=args.quiet, force=args.force)
     return EXIT_OK
 
 
@@ -148,12 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", help="the scratch run M ratios refer to (default: the first scratch run given)")
     c.add_argument("--out", help="where compare.md / compare.csv go (default: parent of the first run)")
     c.add_argument("--quiet", action="store_true")
+    c.add_argument("--force", action="store_true", help="overwrite compare.md / compare.csv of an earlier compare")
     c.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("report", help="PNG plots: accuracy vs epochs, vs MACs, vs parameters")
     rp.add_argument("runs", nargs="+", help="run directories")
     rp.add_argument("--out", help="plot directory (default: plots/ beside the first run)")
     rp.add_argument("--quiet", action="store_true")
+    rp.add_argument("--force", action="store_true", help="overwrite the plots of an earlier report")
     rp.set_defaults(func=cmd_report)
 
     d = sub.add_parser("demo", help="scratch VGG19 vs cumulative VGG11→16→19 on Fashion-MNIST (~10 min on 2 cores)")
