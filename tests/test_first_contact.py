@@ -156,3 +156,35 @@ def test_accuracy_vs_params_plot_has_labelled_ticks_and_no_hidden_marker(demo_li
     assert (cum.get_xdata()[-1], cum.get_ydata()[-1]) == (scr.get_xdata()[0], scr.get_ydata()[0])
     assert cum.get_marker() != scr.get_marker() and scr.get_fillstyle() == "none"
     assert scr.get_markersize() > cum.get_markersize()
+
+
+# ----------------------------------------------------------------------------- analysis and demo messages
+
+
+def test_analysis_progress_names_the_model_and_writes_lines_not_bars_to_a_log_file(capsys, caplog):
+    from netgrow.analysis import noise_robustness
+
+    model = nn.Linear(2, 2)
+    x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
+    with caplog.at_level(logging.INFO, logger="netgrow"):
+        noise_robustness(model, (x, y), sigmas=[0.0, 1.0], draws=2, progress="grown, vgg19")
+    assert "noise (grown, vgg19): 3 evaluation(s)" in caplog.text
+    assert "\r" not in capsys.readouterr().err  # pytest's stderr is not a terminal: no carriage-return bar
+
+
+def test_demo_loads_its_data_set_once(monkeypatch):
+    from netgrow import data
+    from netgrow.cli import demo
+
+    calls = []
+
+    def fake_load(name, root=None):
+        calls.append(name)
+        ds = TensorDataset(torch.zeros(20, 1, 28, 28), torch.arange(20) % 10)
+        ds.num_classes = 10
+        return ds, ds
+
+    monkeypatch.setattr(data, "load", fake_load)
+    resolved = demo._with_data(demo.demo_configs(quick=True))
+    assert calls == ["fashion_mnist"] and len(resolved) == 2
+    assert resolved[0][1] is resolved[1][1]

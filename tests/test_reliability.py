@@ -148,3 +148,24 @@ def test_threads_must_be_a_positive_integer(capsys):
     with pytest.raises(SystemExit) as info:
         main(["run", "exp.toml", "--threads", "0"])
     assert info.value.code == 2 and "'0' is not an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_failed_write_after_training_names_the_file_and_the_resume_route(tmp_path, capsys, monkeypatch):
+    """summary.json is written by the strategy after the Trainer is done: still one line, with --resume."""
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(TINY2.replace("epochs = 3", "epochs = 1"))
+    out = tmp_path / "run"
+    real_write = safe_io.write_bytes_atomic
+
+    def full_for_the_summary(path, data):
+        if Path(path).name == "summary.json":
+            raise safe_io.storage_error(Path(path), OSError(errno.ENOSPC, "No space left on device"))
+        return real_write(path, data)
+
+    monkeypatch.setattr(safe_io, "write_bytes_atomic", full_for_the_summary)
+    from netgrow.train import metrics
+
+    monkeypatch.setattr(metrics, "write_bytes_atomic", full_for_the_summary)
+    rc, _, err = run_cli(["run", cfg, "--out", out, "--quiet"], capsys)
+    assert rc == 1 and err.count("\n") == 1, err
+    assert str(out / "summary.json") in err and "No space left on device" in err and "--resume" in err

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from netgrow.errors import ConfigError, NetgrowError, RunInterrupted
+from netgrow.errors import ConfigError, NetgrowError, RunInterrupted, StorageError
 
 log = logging.getLogger("netgrow.cli")
 
@@ -194,6 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunInterrupted as exc:
         print(f"netgrow: {exc}", file=sys.stderr)
         return 128 + exc.signum
+    except StorageError as exc:
+        hint = "" if "--resume" in str(exc) or args.command not in ("run", "demo") else (
+            "; files written before are intact: free space (or fix the permissions) and continue with --resume")
+        print(f"netgrow: error: {exc}{hint}", file=sys.stderr)
+        return EXIT_FAILED
     except NetgrowError as exc:
         print(f"netgrow: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
