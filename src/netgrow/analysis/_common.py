@@ -33,11 +33,14 @@ def sweep_bar(items: int | Iterable[Any], what: str, progress: bool | str) -> An
     bars of several models can be told apart. Not on a terminal (a log file) there is no bar -- tqdm's
     carriage-return updates would fill the file -- but one log line when the sweep starts.
     """
+    from tqdm import std
     from tqdm.auto import tqdm
+    from tqdm.autonotebook import tqdm as notebook_tqdm
 
     desc = f"{what} ({progress})" if isinstance(progress, str) and progress else what
     total = items if isinstance(items, int) else None
-    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    # a terminal, or a notebook (tqdm.auto picked its widget bar, which has no carriage returns)
+    tty = bool(getattr(sys.stderr, "isatty", lambda: False)()) or notebook_tqdm is not std.tqdm
     if progress and not tty:
         n = total if total is not None else len(items)  # type: ignore[arg-type]
         log.info("%s: %d evaluation(s)", desc, n)
