@@ -161,3 +161,17 @@ def test_spec_size_check_allows_widths_removed_by_a_later_prune(tmp_path):
     netgrow.save(model, tmp_path / "p.safetensors")
     back = netgrow.load(tmp_path / "p.safetensors")
     assert torch.equal(back.eval()(x), model.eval()(x))
+
+
+def test_count_macs_still_moves_the_example_to_the_models_device_and_takes_extra_arguments():
+    class TwoArgs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x, scale):
+            return self.fc(x) * scale
+
+    assert netgrow.count_macs(TwoArgs(), (torch.randn(2, 4), 2.0)) == 4 * 3 + 3  # the Linear and the scaling
+    with pytest.raises(NetgrowValueError, match="count_macs: example_input holds 8 NaN/inf"):
+        netgrow.count_macs(TwoArgs(), (torch.full((2, 4), float("inf")), 2.0))

@@ -28,12 +28,11 @@ from torch import nn
 from netgrow.errors import NetgrowTypeError, NetgrowValueError
 
 
-def _tensors(example_input: Any) -> tuple[torch.Tensor, ...] | None:
+def _args(example_input: Any) -> tuple[Any, ...] | None:
+    """The forward's positional arguments (the first one a tensor), or None."""
     if isinstance(example_input, torch.Tensor):
         return (example_input,)
-    if isinstance(example_input, (tuple, list)) and example_input and all(
-        isinstance(t, torch.Tensor) for t in example_input
-    ):
+    if isinstance(example_input, (tuple, list)) and example_input and isinstance(example_input[0], torch.Tensor):
         return tuple(example_input)
     return None
 
@@ -51,12 +50,11 @@ def check_example_input(
     """
     if not isinstance(model, nn.Module):
         raise NetgrowTypeError(f"{op}: expected a torch.nn.Module, got {type(model).__name__}; pass the model itself")
-    tensors = _tensors(example_input)
-    if tensors is None or (len(tensors) > 1 and not allow_tuple) or (
-        not allow_tuple and not isinstance(example_input, torch.Tensor)
-    ):
+    args = _args(example_input)
+    if args is None or (not allow_tuple and not isinstance(example_input, torch.Tensor)):
         kind = "a torch.Tensor batch" + (" (or a tuple of the forward's tensors)" if allow_tuple else "")
         raise NetgrowTypeError(f"{op}: {arg} must be {kind} the model accepts, got {type(example_input).__name__}")
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
     first = tensors[0]
     if first.dim() == 0 or first.shape[0] < 1:
         raise NetgrowValueError(
@@ -89,16 +87,17 @@ def check_example_input(
                     f"{op}: {arg} holds {bad} NaN/inf value(s) of {t.numel()}; the function-preservation check "
                     "needs finite inputs: pass a real batch or torch.randn of that shape"
                 )
-    _try_forward(model, tensors, op, arg)
+    _try_forward(model, args, op, arg)
 
 
-def _try_forward(model: nn.Module, tensors: tuple[torch.Tensor, ...], op: str, arg: str) -> None:
+def _try_forward(model: nn.Module, args: tuple[Any, ...], op: str, arg: str) -> None:
     flags = {m: m.training for m in model.modules()}
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             model.eval()
-            model(*tensors)
+            model(*args)
     except Exception as exc:  # PyTorch raises RuntimeError, ValueError, IndexError, ... for a wrong shape
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
         shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
         dtypes = ", ".join(str(t.dtype).removeprefix("torch.") for t in tensors)
         raise NetgrowValueError(
