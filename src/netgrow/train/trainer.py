@@ -270,7 +270,7 @@ class Trainer:
             summary=summary,
         )
 
-    def growth_event(self, stage: int, name: str, model: nn.Module, params: int) -> None:
+    def _growth_event(self, stage: int, name: str, model: nn.Module, params: int) -> None:
         """Log the start of a stage to TensorBoard: the growth ops since the previous stage's model."""
         if self.tensorboard is None:
             return
@@ -401,7 +401,7 @@ class _StageRun:
                 t.metrics.truncate_after(self.stage, None)
             seed_everything(self.seed)
             self._carry()
-            t.growth_event(self.stage, self.name, self.model, self.params)
+            t._growth_event(self.stage, self.name, self.model, self.params)
         t._growth_log_len = len(growth_log(self.model))
         if self.device.type == "cuda" and self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
