@@ -86,3 +86,29 @@ def test_sync_batchnorm_matches_one_process_through_a_growth_step(tmp_path):
     assert torch.equal(per_rank[0]["s1.end"], per_rank[1]["s1.end"])
     assert (per_rank[0]["s1.end"] - one["s1.end"]).abs().max() > 1e-3
     assert not torch.equal(per_rank[0]["s1.bn_stats"], per_rank[1]["s1.bn_stats"])
+
+
+@pytest.mark.slow
+def test_sigterm_on_one_rank_stops_every_rank_with_a_checkpoint_and_resume_is_exact(tmp_path):
+    """SIGTERM reaching rank 0 only: the ranks agree at the next check point (no rank left waiting in a
+    collective), rank 0 writes the checkpoint, all exit 143; resuming under torchrun ends where an
+    uninterrupted 2-rank run ends."""
+    def launch(run: str, out: str, *flags: str) -> subprocess.CompletedProcess:
+        (tmp_path / out).mkdir(exist_ok=True)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
+               str(tmp_path / run), str(tmp_path / out), *flags]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+
+    p = launch("ref_run", "ref_out")
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = launch("run", "out", "--sigterm-after", "2")  # stage 0, epoch 1: stops at the end of epoch 1
+    assert p.returncode != 0
+    assert "rank 0:" in p.stderr and "rank 1:" in p.stderr and p.stderr.count("stopped by SIGTERM") == 2
+    meta = safe_io.read(tmp_path / "run" / "checkpoints" / "last.safetensors")[1]
+    assert (meta["stage"], meta["epoch"], meta["done"]) == (0, 1, False)
+    p = launch("run", "out", "--resume")
+    assert p.returncode == 0, p.stderr[-3000:]
+    ref = safe_io.read(tmp_path / "ref_out" / "params_rank0.safetensors")[0]
+    for rank in (0, 1):
+        got = safe_io.read(tmp_path / "out" / f"params_rank{rank}.safetensors")[0]
+        assert torch.equal(got["s1.end"], ref["s1.end"]), rank

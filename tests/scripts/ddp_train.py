@@ -4,7 +4,9 @@
     python ddp_train.py RUN_DIR OUT_DIR [--bn]                                    (one process, same global batch)
 
 ``--bn`` puts a BatchNorm after the hidden layer (it follows the widening); ``--sync-bn`` trains with
-``TrainConfig(sync_batchnorm=True)``.
+``TrainConfig(sync_batchnorm=True)``. ``--sigterm-after N``: rank 0 alone receives SIGTERM before its
+(N+1)-th training forward (the run is inside ``graceful_stop``: every rank stops at the same point with a
+checkpoint and exits 143); ``--resume`` continues the run in RUN_DIR.
 
 Every rank records its flattened parameters before every training step and at the end of each stage
 (OUT_DIR/params_rank{r}.safetensors), so the test can compare ranks step by step.
@@ -13,6 +15,7 @@ Every rank records its flattened parameters before every training step and at th
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import torch
@@ -20,7 +23,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from netgrow.ops.param_map import DimMap, ParamSource, set_param_map
-from netgrow.train import TrainConfig, Trainer, safe_io
+from netgrow.errors import RunInterrupted
+from netgrow.train import TrainConfig, Trainer, graceful_stop, safe_io
 
 
 def blobs(n: int, seed: int) -> TensorDataset:
@@ -67,8 +71,13 @@ def widen(model: nn.Module) -> nn.Module:
     return big
 
 
+def option(name: str) -> str | None:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
+
 def main() -> None:
-    run_dir, out_dir = [a for a in sys.argv[1:] if not a.startswith("--")]
+    sigterm_after = option("--sigterm-after")
+    run_dir, out_dir = [a for a in sys.argv[1:] if not a.startswith("--") and a != sigterm_after]
     torch.set_num_threads(1)
     rank = int(os.environ.get("RANK", "0"))
     records: dict[str, torch.Tensor] = {}
@@ -83,15 +92,25 @@ def main() -> None:
 
     cfg = TrainConfig(epochs=2, batch_size=32, lr=0.1, momentum=0.9, weight_decay=1e-3, schedule="cosine", seed=4,
                       sync_batchnorm="--sync-bn" in sys.argv)
-    trainer = Trainer(run_dir, cfg, quiet=True)
+    trainer = Trainer(run_dir, cfg, quiet=True, resume="--resume" in sys.argv)
+    forwards = [0]
+
+    def sigterm_hook(module: nn.Module, inputs: tuple) -> None:
+        if module.training and sigterm_after is not None and rank == 0:
+            forwards[0] += 1
+            if forwards[0] == int(sigterm_after) + 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
     train, test = blobs(128, 0), blobs(60, 1)  # stage 1 tests on 61 samples: the DDP shards get padded
     torch.manual_seed(0)
     model = small(8)
     model.register_forward_pre_hook(recorder(0))
+    model.register_forward_pre_hook(sigterm_hook)
     r0 = trainer.run_stage(0, "small", model, train, test)
     records["s0.end"] = torch.cat([p.detach().reshape(-1) for p in r0.model.parameters()])
     big = widen(r0.model)
     big.register_forward_pre_hook(recorder(1))
+    big.register_forward_pre_hook(sigterm_hook)
     r1 = trainer.run_stage(1, "wide", big, train, blobs(61, 1), lr=0.01, carry_from=(r0.model, r0.optimizer_state))
     records["s1.end"] = torch.cat([p.detach().reshape(-1) for p in r1.model.parameters()])
     if BN:
@@ -102,4 +121,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        with graceful_stop():
+            main()
+    except RunInterrupted as exc:
+        print(f"rank {os.environ.get('RANK', '0')}: {exc}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
