@@ -12,7 +12,7 @@ Example::
     >>> import torch
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Linear(4, 2))
-    >>> check_example_input(net, torch.randn(3, 5), "widen")
+    >>> check_example_input(net, torch.randn(3, 5), "widen")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     netgrow.errors.NetgrowValueError: widen: the model cannot run on example_input of shape (3, 5) ...

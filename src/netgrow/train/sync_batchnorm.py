@@ -33,6 +33,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
+        dtype = x.dtype
+        if dtype not in (torch.float32, torch.float64):  # sums over the global batch in at least float32
+            x = x.float()
         dims = [d for d in range(x.dim()) if d != 1]
         shape = [1, -1] + [1] * (x.dim() - 2)
         local = torch.tensor([x.numel() // x.shape[1]], dtype=x.dtype, device=x.device)
@@ -51,7 +54,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         y = centred / torch.sqrt(var + self.eps).reshape(shape)
         if self.affine:
             y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
-        return y
+        return y.to(dtype)
 
 
 def sync_batchnorm_view(model: nn.Module) -> nn.Module:
