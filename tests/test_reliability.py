@@ -169,3 +169,19 @@ def test_a_failed_write_after_training_names_the_file_and_the_resume_route(tmp_p
     rc, _, err = run_cli(["run", cfg, "--out", out, "--quiet"], capsys)
     assert rc == 1 and err.count("\n") == 1, err
     assert str(out / "summary.json") in err and "No space left on device" in err and "--resume" in err
+
+
+def test_rotating_the_checkpoint_on_a_read_only_file_system_is_a_storage_error(tmp_path, monkeypatch):
+    from netgrow.errors import StorageError
+    from netgrow.train import checkpoint as ckpt
+
+    ckpt.save_last(tmp_path, {"w": torch.zeros(2)}, {"kind": "netgrow.train_state"})
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(StorageError, match="cannot write .*last.safetensors.*Read-only file system"):
+        ckpt.save_last(tmp_path, {"w": torch.ones(2)}, {"kind": "netgrow.train_state"})
+    monkeypatch.undo()
+    assert torch.equal(safe_io.read(tmp_path / "last.safetensors")[0]["w"], torch.zeros(2))  # kept
