@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netgrow.cli.runs import Run, compute_to_target, load_run, pick_baseline, refuse_overwrite
+from netgrow.cli.outputs import refuse_overwrite
+from netgrow.cli.runs import Run, compute_to_target, load_run, pick_baseline
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from netgrow.cli.runs import Run, load_run, refuse_overwrite
+from netgrow.cli.outputs import refuse_overwrite
+from netgrow.cli.runs import Run, load_run
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netgrow.errors import ConfigError, NetgrowValueError
+from netgrow.errors import NetgrowValueError
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +113,3 @@ def pick_baseline(runs: list[Run], baseline: Run | None = None) -> Run | None:
     if baseline is not None:
         return baseline
     return next((r for r in runs if r.strategy == "scratch"), None)
-
-
-def refuse_overwrite(paths: list[Path], force: bool, command: str) -> None:
-    """``ConfigError`` (exit 2, nothing written) if any of ``paths`` exists, unless ``force``."""
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not force:
-        raise ConfigError(
-            f"{command}: {', '.join(existing)} already exist(s) from an earlier {command}; allowed: --force to "
-            "overwrite them, or --out another directory"
-        )

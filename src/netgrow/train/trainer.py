@@ -48,9 +48,10 @@ from netgrow.spec import growth_log
 from netgrow.train import checkpoint as ckpt
 from netgrow.train import distributed as ddp
 from netgrow.train import meter as meters
-from netgrow.train import interrupt, safe_io, validate
+from netgrow.train import safe_io, validate
 from netgrow.train.carry import carry_optimizer_state
 from netgrow.train.config import TrainConfig
+from netgrow.train.interrupt import requested as stop_signal
 from netgrow.train.macs import count_macs
 from netgrow.train.loop import EpochSums, NonFiniteLoss, StepContext, apply_masks, evaluate, train_steps
 from netgrow.train.metrics import MetricsWriter, read_json, write_json_atomic, write_train_config
@@ -648,7 +649,7 @@ class _StageRun:
     def _stop_requested(self, step: int | None, ctx: StepContext) -> bool:
         """Did SIGTERM/Ctrl-C ask to stop (see :mod:`netgrow.train.interrupt`)? Under DDP every rank must
         agree at the same step, so the flag is shared at the loss-check points only."""
-        flag = interrupt.requested() is not None
+        flag = stop_signal() is not None
         if not self.dist.enabled:
             return flag
         if step is not None and step % ctx.check_every:
@@ -656,7 +657,7 @@ class _StageRun:
         return ddp.any_rank(flag, self.dist, self.device)
 
     def _raise_interrupted(self) -> None:
-        signum = interrupt.requested() or int(signal.SIGTERM)  # DDP: another rank got the signal
+        signum = stop_signal() or int(signal.SIGTERM)  # DDP: another rank got the signal
         raise RunInterrupted(
             f"{self.where}: stopped by {signal.Signals(signum).name} at epoch {self.epoch + 1}, step {self.step}; "
             f"the checkpoint {str(self.last_ckpt)!r} holds this point. Continue with --resume "
