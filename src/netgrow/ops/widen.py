@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from netgrow.errors import LockedGroupError, NetgrowTypeError, NetgrowValueError
+from netgrow.graph.example_input import check_example_input
 from netgrow.graph.groups import ChannelGraph, ChannelGroup, Layout, analyse
 from netgrow.ops import rules
 from netgrow.ops.param_map import DimMap, ParamMap, ParamSource, set_param_map
-from netgrow.graph.example_input import check_example_input
 from netgrow.ops.replay import example_input as zeros_input
 from netgrow.ops.verify import verify_preserved
 from netgrow.spec import append_record
