@@ -93,21 +93,23 @@ def test_disk_full_is_one_line_naming_the_file_and_resume_is_bitwise(tmp_path, c
     assert_bitwise(uninterrupted, stage_tensors(out))
 
 
-def test_read_only_file_system_is_one_line(tmp_path, capsys, monkeypatch):
+def test_read_only_file_system_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
+    """The stage directory cannot be created (the file system turned read-only during the run)."""
     cfg = tmp_path / "exp.toml"
-    cfg.write_text(TINY2)
+    cfg.write_text(TINY2.replace("epochs = 3", "epochs = 1"))
     out = tmp_path / "run"
     real_mkdir = Path.mkdir
 
     def read_only(self, *args, **kwargs):
-        if self == out or out in self.parents:
+        if self == out / "stages":
             raise OSError(errno.EROFS, "Read-only file system", str(self))
         return real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", read_only)
     rc, _, err = run_cli(["run", cfg, "--out", out, "--quiet"], capsys)
     assert rc == 1 and err.count("\n") == 1 and err.startswith("netgrow: error: "), err
-    assert str(out) in err and "Read-only file system" in err
+    assert str(out / "stages" / "stage0.safetensors") in err and "Read-only file system" in err
+    assert "last.safetensors' is kept" in err and "--resume" in err
 
 
 @pytest.mark.slow
