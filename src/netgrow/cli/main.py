@@ -1,10 +1,10 @@
 """The ``netgrow`` command.
 
-    netgrow run EXPERIMENT.toml [--out DIR] [--resume] [--quiet]
-    netgrow compare RUN_DIR... [--baseline DIR] [--out DIR]
-    netgrow report RUN_DIR... [--out DIR]
-    netgrow demo [--out DIR] [--quick]
-    netgrow analyze RUN_DIR [--baseline SCRATCH_RUN_DIR] [--out DIR]
+    netgrow run EXPERIMENT.toml [--out DIR] [--resume] [--quiet] [--tensorboard] [--threads N]
+    netgrow compare RUN_DIR... [--baseline DIR] [--out DIR] [--force]
+    netgrow report RUN_DIR... [--out DIR] [--force]
+    netgrow demo [--out DIR] [--quick] [--threads N]
+    netgrow analyze RUN_DIR [--baseline SCRATCH_RUN_DIR] [--out DIR] [--threads N]
 
 Exit codes: 0 success; 2 a bad config or command line (nothing was written); 1 a failure while running
 (the message says what happened; a killed or failed run can be continued with ``--resume``); 143 SIGTERM
@@ -100,16 +100,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    try:
-        from netgrow.analysis.run_analysis import analyze_run
-    except ImportError as exc:
-        raise NetgrowError(f"netgrow analyze is not available in this installation ({exc})") from None
-    kwargs = {"max_samples": args.max_samples} if args.max_samples else {}
-    analyze_run(args.run, baseline=args.baseline, out_dir=args.out, quiet=args.quiet, **kwargs)
-    return EXIT_OK
-
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -123,6 +113,16 @@ def _positive_int(text: str) -> int:
 def _threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="torch CPU threads (default: torch's choice, which honours OMP_NUM_THREADS)")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    try:
+        from netgrow.analysis.run_analysis import analyze_run
+    except ImportError as exc:
+        raise NetgrowError(f"netgrow analyze is not available in this installation ({exc})") from None
+    kwargs = {"max_samples": args.max_samples} if args.max_samples else {}
+    analyze_run(args.run, baseline=args.baseline, out_dir=args.out, quiet=args.quiet, **kwargs)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
