@@ -229,17 +229,12 @@ def test_rebind_refuses_other_group_counts():
         netgrow.rebind_scheduler(object(), opt)
 
 
-def test_readme_grow_loop_example_preserves_the_loss(capsys):
+def test_readme_grow_loop_example_is_about_20_lines():
+    """The README example stays short (tests/test_readme.py runs it alone and twice and checks its output)."""
     text = README.read_text()
     section = text[text.index("## Grow inside your own training loop"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    assert len(code.strip().splitlines()) <= 22
-    exec(compile(code, "README: Grow inside your own training loop", "exec"), {})
-    out = capsys.readouterr().out
-    growths = re.findall(r"loss ([0-9.]+) before growth, ([0-9.]+) after", out)
-    assert len(growths) == 2 and all(a == b for a, b in growths)
-    final = float(re.search(r"step 60: loss ([0-9.]+)", out).group(1))
-    assert final < float(growths[0][0])
+    assert len([line for line in code.strip().splitlines() if line.strip()]) <= 20
 
 
 def test_lineage_keeps_no_model_alive_and_pickles():

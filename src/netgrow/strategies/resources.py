@@ -110,9 +110,11 @@ def check_stage_data(cfg: ExperimentConfig, train: Any, test: Any, counts: list[
         if ds is None:
             continue
         n_limit = getattr(d, key)
-        limited = limit(ds, n_limit, seed)
-        for k, sub in zip(counts, nested_subsets(limited, counts, seed=d.seed)):
-            n = len(sub)
+        if hasattr(ds, "targets"):
+            sizes = [len(sub) for sub in nested_subsets(limit(ds, n_limit, seed), counts, seed=d.seed)]
+        else:  # a data set without labels to split by: only its (limited) size is known here
+            sizes = [min(len(ds), n_limit or len(ds))] * len(counts)
+        for k, n in zip(counts, sizes):
             cause = (f"data.{key} = {n_limit} leaves {n} {split} samples of the first {k} classes"
                      if n_limit is not None else f"the {split} set has {n} samples of the first {k} classes")
             if n == 0:

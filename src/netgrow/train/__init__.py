@@ -42,6 +42,7 @@ _LAZY = {
     "carry_optimizer_state": "netgrow.train.carry",
     "carry_optimizer": "netgrow.train.grow_loop",
     "rebind_scheduler": "netgrow.train.grow_loop",
+    "graceful_stop": "netgrow.train.interrupt",
 }
 
 __all__ = sorted(_LAZY)
