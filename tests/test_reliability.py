@@ -13,28 +13,9 @@ import torch
 from netgrow.cli.main import main
 from netgrow.train import safe_io
 
-TINY2 = """
-strategy = "scratch"
-name = "tiny"
-seed = 0
-[data]
-name = "digits"
-limit_train = 200
-limit_test = 100
-[model]
-arch = "vgg11"
-width = 0.0625
-[train]
-epochs = 3
-batch_size = 50
-deterministic = true
-"""
+from cli_common import TINY, run_cli
 
-
-def run_cli(args, capsys):
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
+TINY2 = TINY.replace("epochs = 1", "epochs = 3")
 
 
 def stage_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
