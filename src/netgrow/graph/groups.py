@@ -423,20 +423,22 @@ class _Analyser:
             k = len(_arg(c.node, 1, "pad", ())) // 2
         if k < 0:
             k = len(c.in_shape) + k
-        if c.inp[0] >= len(c.in_shape) - k:
-            self.lock(c.inp[1], f"{c.desc} acts along dim {c.inp[0]}, which holds these channels")
-            return None
-        if c.name:
-            self.note_pass(c.name, c.inp[1])
-        return c.inp
+        hit = c.inp[0] >= len(c.in_shape) - k
+        return self.pass_unless(c, hit, f"{c.desc} acts along dim {c.inp[0]}, which holds these channels")
 
     def flow_along(self, c: _Call) -> Tracked | None:
         """Softmax & co: mixes the units along ``dim``; passes channels sitting in any other dim."""
         if c.inp is None:
             return None
         dim = c.module.dim if c.module is not None else _arg(c.node, 1, "dim", None)
-        if dim is None or _norm_dim(dim, len(c.in_shape)) == c.inp[0]:
-            self.lock(c.inp[1], f"{c.desc} normalises over these channels; replicated units would change it")
+        hit = dim is None or _norm_dim(dim, len(c.in_shape)) == c.inp[0]
+        return self.pass_unless(c, hit, f"{c.desc} normalises over these channels; replicated units would change it")
+
+    def pass_unless(self, c: _Call, hit: bool, why: str) -> Tracked | None:
+        """The channels pass through ``c`` unless it acts along their dim (``hit``): then they lock."""
+        assert c.inp is not None
+        if hit:
+            self.lock(c.inp[1], why)
             return None
         if c.name:
             self.note_pass(c.name, c.inp[1])
