@@ -416,7 +416,7 @@ for _fn, _rule in {
     FUNCTION_RULES[_fn] = _rule
 for _fn in (
     F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.leaky_relu, F.hardswish, F.hardsigmoid, F.softplus,
-    F.softsign, F.logsigmoid, F.tanhshrink, F.threshold, F.sigmoid, F.tanh, torch.sigmoid, torch.tanh,
+    F.softsign, F.logsigmoid, F.tanhshrink, F.threshold, torch.sigmoid, torch.tanh,
     torch.selu, torch.celu,
 ):  # fmt: skip
     FUNCTION_RULES[_fn] = _ACTIVATION
@@ -428,8 +428,8 @@ FUNCTION_RULES[F.dropout] = _KEEPS_RANGE
 for _fn in (F.leaky_relu_, F.elu_, F.prelu, F.rrelu, F.glu, torch.prelu, torch.rrelu):
     FUNCTION_RULES[_fn] = LayerRule("boundary", activation=True)
 for _fn in (
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.pow, operator.iadd, operator.isub,
-    operator.imul, operator.itruediv, torch.add, torch.sub, torch.subtract, torch.mul, torch.multiply,
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.pow, torch.add, torch.sub,
+    torch.subtract, torch.mul, torch.multiply,
     torch.div, torch.true_divide, torch.maximum, torch.minimum, torch.where, torch.pow,
 ):  # fmt: skip
     FUNCTION_RULES[_fn] = LayerRule("passthrough", flow="elementwise")
