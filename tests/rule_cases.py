@@ -111,6 +111,7 @@ CASES: dict[Any, list[Case]] = {
                                             mod(lambda: nn.InstanceNorm2d(_HIDDEN, affine=True), "conv2d")],
     nn.GroupNorm: [mod(lambda: nn.GroupNorm(1, _HIDDEN), "conv2d"), mod(lambda: nn.GroupNorm(_HIDDEN, _HIDDEN), "conv1d")],
     nn.LayerNorm: [mod(lambda: nn.LayerNorm(_HIDDEN)), mod(lambda: nn.LayerNorm(_HIDDEN, elementwise_affine=False))],
+    nn.RMSNorm: [mod(lambda: nn.RMSNorm(_HIDDEN)), mod(lambda: nn.RMSNorm([_HIDDEN, 8]), "conv1d")],
     # element-wise modules
     **{cls: [mod(cls)] for cls in (
         nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish,

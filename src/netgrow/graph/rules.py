@@ -363,6 +363,7 @@ for _cls in (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceN
     MODULE_RULES[_cls] = BATCHNORM
 MODULE_RULES[nn.GroupNorm] = GROUPNORM
 MODULE_RULES[nn.LayerNorm] = LAYERNORM
+MODULE_RULES[nn.RMSNorm] = LAYERNORM  # the same tensors and widths, without a bias
 MODULE_RULES[nn.PReLU] = lambda m: _PRELU_PER_CHANNEL if m.num_parameters > 1 else _ACTIVATION
 for _cls in (nn.ReLU, nn.Hardtanh):  # nn.ReLU6 is a Hardtanh: clamps are idempotent
     MODULE_RULES[_cls] = _IDEMPOTENT_ACTIVATION
