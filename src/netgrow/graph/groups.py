@@ -580,11 +580,9 @@ class _Analyser:
         return None
 
     def flow_permute(self, c: _Call) -> Tracked | None:
-        node, inp = c.node, c.inp
-        if inp is None:
+        if c.inp is None:
             return None
-        dim, lay = inp
-        nd = len(c.in_shape)
+        node, (dim, lay), nd = c.node, c.inp, len(c.in_shape)
         kind = node.target if node.op == "call_method" else node.target.__name__
         if kind in ("transpose", "swapaxes", "t"):
             a, b = (0, 1) if kind == "t" else (_norm_dim(node.args[1], nd), _norm_dim(node.args[2], nd))
