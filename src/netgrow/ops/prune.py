@@ -19,6 +19,7 @@ from torch import nn
 from netgrow.errors import LockedGroupError, NetgrowTypeError, NetgrowValueError, VerificationError
 from netgrow.graph.groups import ChannelGraph, ChannelGroup, analyse
 from netgrow.ops.param_map import set_param_map
+from netgrow.ops.rules import producer_weight
 from netgrow.ops.replay import example_input as zeros_input
 from netgrow.graph.trace import eval_mode
 from netgrow.ops.widen import GroupMap, check_model_and_input, dtype_name, group_for_name, locked_reasons, resize_groups
@@ -43,8 +44,8 @@ def filter_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     """L1 norm of each output channel's filter, summed over the group's producers (float64, on CPU)."""
     score = torch.zeros(group.width, dtype=torch.float64)
     for name in group.producers:
-        w = model.get_submodule(name).weight.detach()
-        score += w.abs().flatten(1).sum(1).double().cpu()
+        w, dim = producer_weight(model.get_submodule(name))
+        score += w.detach().movedim(dim, 0).abs().flatten(1).sum(1).double().cpu()
     return score
 
 
