@@ -157,6 +157,8 @@ def test_register_rule_refuses_bad_input():
         netgrow.register_rule(Scale, {"role": "channelwise"})
     with pytest.raises(NetgrowValueError, match="nn.Linear|Linear already has a rule; pass replace=True"):
         netgrow.register_rule(nn.Linear, R.LINEAR)
+    with pytest.raises(NetgrowValueError, match="cumsum is a function/method, which has no tensors of its own"):
+        netgrow.register_rule(torch.cumsum, SCALE_RULE)
     with pytest.raises(NetgrowValueError, match="role 'maker' is unknown"):
         netgrow.LayerRule("maker")
     with pytest.raises(NetgrowValueError, match="a producer needs out_dim and out_tensors"):
