@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from netgrow.errors import DataError, NetgrowValueError
+from netgrow.graph.example_input import check_example_input
 from netgrow.graph.insertion import insertion_context, refuse
 from netgrow.graph.trace import eval_mode
 from netgrow.ops.blocks import BasicBlock, batchnorm, conv
@@ -326,6 +327,7 @@ def deepen(
     ``data`` (layer kind with BatchNorm only): input batches to measure the point's channel statistics.
     ``verify``: check the function is unchanged on ``example_input`` (eval mode).
     """
+    check_example_input(model, example_input, "deepen")
     if kind not in ("layer", "residual"):
         raise NetgrowValueError(f"deepen: kind={kind!r} is not supported; use 'layer' or 'residual'")
     new = clone(model)
