@@ -13,13 +13,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "netgrow"
 
-# upward imports another branch removes (ops/deepen.py, ops/expand.py -> models: the registry work);
-# empty this set once it has landed -- the test then holds the contract without exceptions
-PENDING: set[tuple[str, str]] = {
-    ("netgrow.ops.deepen", "netgrow.models.blocks"),
-    ("netgrow.ops.expand", "netgrow.models.registry"),
-}
-
 
 def _contract() -> dict:
     (contract,) = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
@@ -44,6 +37,5 @@ def test_imports_only_point_down():
                            "--no-cache"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     found = set(re.findall(r"^- (netgrow[\w.]*) -> (netgrow[\w.]*) \(l\.\d+", proc.stdout, re.M))
     assert "Analyzed" in proc.stdout, proc.stdout + proc.stderr
-    assert found <= PENDING, f"upward imports: {sorted(found - PENDING)}\n{proc.stdout}"
-    if not found:
-        assert proc.returncode == 0, proc.stdout
+    assert not found, f"upward imports: {sorted(found)}\n{proc.stdout}"
+    assert proc.returncode == 0, proc.stdout
