@@ -353,7 +353,7 @@ def test_run_then_resume_finished_run(tmp_path, capsys):
     conf = json.loads((out / "config.json").read_text())
     assert conf["strategy"] == "scratch"
     assert conf["data"] == {"name": "digits", "root": None, "schedule": [10], "seed": 0, "limit_train": 200,
-                            "limit_test": 100}
+                            "limit_test": 100, "val_fraction": 0.1}
     summary = json.loads((out / "summary.json").read_text())
     rows = (out / "metrics.jsonl").read_text()
     rc, stdout, err = run_cli(["run", cfg, "--out", out, "--resume"], capsys)

@@ -65,6 +65,7 @@ class DataConfig:
     seed: int = 0  # class order (netgrow.data.nested_subsets)
     limit_train: int | None = None  # keep at most this many training images (seeded, for quick runs)
     limit_test: int | None = None
+    val_fraction: float = 0.1  # stratified validation hold-out of the training set; every decision reads it
 
 
 @dataclass(frozen=True)
@@ -415,9 +416,18 @@ def _parse_data(s: _Section) -> DataConfig:
         name=name, root=root, schedule=tuple(schedule), seed=s.int_("seed", default=0, lo=0),
         limit_train=s.int_("limit_train", default=None, lo=1, optional=True),
         limit_test=s.int_("limit_test", default=None, lo=1, optional=True),
+        val_fraction=_val_fraction(s),
     )
     s.done()
     return out
+
+
+def _val_fraction(s: _Section) -> float:
+    v = s.raw("val_fraction", 0.1)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
+        raise s.fail("val_fraction", v, "must be a fraction in [0, 1)",
+                     "e.g. 0.1 (10 % of the training set held out for every decision; 0 = no validation split)")
+    return float(v)
 
 
 def _dataset_names() -> tuple[str, ...] | None:

@@ -9,6 +9,10 @@ stages, in this order:
 3. ``expand_classes`` to K_{i+1} outputs: the old logits unchanged, new rows random (section III.A);
 4. training on D_{i+1} with ``train.lr * lr_factor`` until the stopping rule or the epoch budget.
 
+Cross-stage schedule (``[train] schedule = "wsd"``, ``cross_stage = true``): one warm-up in stage 0, the
+stable rate through every growth step (the optimizer state carried through the growth chain's ParamMap),
+each stage before the last ending at its validation plateau, the decay only in the last stage.
+
 Zero mask (``zero_mask = true``, Table 2 "keep Net2Net zero mask"): the exact zeros of the kernels inserted
 by a growth step (the zero surround of Net2DeeperNet's identity kernels) are passed to the Trainer as masks
 and stay zero in every later stage; the MAC count then skips them.
@@ -86,13 +90,14 @@ def run(exp: "Experiment") -> None:
             extra["growth_ops"] = chain.ops
             if opt.zero_mask:
                 tracked = g.carried_names(chain.map, tracked) | g.inserted_weights(model, chain.map)
-            if opt.carry_optimizer:
+            if opt.carry_optimizer or exp.trainer.config.cross_stage:
                 carry = (result.model, result.optimizer_state)
         if tracked:
             masks = g.zero_masks(model, tracked)
             extra["masked_params"] = sorted(masks)
             extra["masked_entries"] = int(sum(int(m.sum()) for m in masks.values()))
-        result = exp.run_stage(i, st, model, carry_from=carry, masks=masks, extra=extra)
+        role = "whole" if len(stages) == 1 else "first" if i == 0 else "last" if i == len(stages) - 1 else "middle"
+        result = exp.run_stage(i, st, model, carry_from=carry, masks=masks, extra=extra, schedule_role=role)
         if masks:
             x = exp.example_for(result.model)
             # Table 2 counts the parameters a zero-skipping deployment keeps
