@@ -118,6 +118,9 @@ def test_clean_numbers_match_direct_evaluation(runs):
     assert res["clean"]["final"] == int((p1.argmax(1) == y).sum()) / 200
     assert res["clean"]["mi"] == int((mutual_vote([p0, p1]) == y).sum()) / 200
     assert res["clean"]["mi_defer"] == int((mutual_vote([p0, p1], defer_unknown=True) == y).sum()) / 200
+    # soft vote by hand: p0 zero-padded to 4 classes, averaged with equal weights, argmax
+    avg = (torch.cat([p0, torch.zeros(len(y), 2)], 1).double() + p1.double()) / 2
+    assert res["clean"]["mi_soft"] == int((avg.argmax(1) == y).sum()) / 200
     own = y < 2
     own_acc = int((p0[own].argmax(1) == y[own]).sum()) / int(own.sum())
     assert res["clean"]["stages"][0]["accuracy_own_classes"] == own_acc
@@ -152,10 +155,11 @@ def test_table3(runs):
     assert rows[0]["baseline"] == res["clean"]["baseline"]
     assert rows[2]["final"] < rows[0]["final"]
     md = (runs["run"] / "analysis" / "table3.md").read_text()
-    assert "| ε | grown (w/ MI, vote) | grown (w/ MI, defer) | grown (w/o MI) | scratch baseline |" in md
+    assert ("| ε | grown (w/ MI, vote) | grown (w/ MI, defer) | grown (w/ MI, soft) | grown (w/o MI) | "
+            "scratch baseline |") in md
     r = rows[1]
-    assert (f"| 0.05 | {100 * r['mi']:.2f} | {100 * r['mi_defer']:.2f} | {100 * r['final']:.2f} | "
-            f"{100 * r['baseline']:.2f} |") in md
+    assert (f"| 0.05 | {100 * r['mi']:.2f} | {100 * r['mi_defer']:.2f} | {100 * r['mi_soft']:.2f} | "
+            f"{100 * r['final']:.2f} | {100 * r['baseline']:.2f} |") in md
     with open(runs["run"] / "analysis" / "adversarial.csv") as f:
         table = list(csv.DictReader(f))
     assert [float(r["final"]) for r in table] == [r["final"] for r in rows]
@@ -165,7 +169,7 @@ def test_detection(runs):
     res = runs["result"]
     for set_name in ("clean", "adversarial"):
         d = res["detection"][set_name]
-        assert set(d) == {"final", "mi", "mi_defer", "baseline"}
+        assert set(d) == {"final", "mi", "mi_defer", "mi_soft", "baseline"}
         for method, v in d.items():
             b = v["buckets"]
             assert [r["threshold"] for r in b] == [0.0, 0.5, 1.0]

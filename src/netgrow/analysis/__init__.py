@@ -8,6 +8,7 @@ batches of normalised inputs)::
     fgsm(model, x, y, eps, clip=(0.0, 1.0))                       # the adversarial batch
     fgsm_accuracy(model, data, eps_list, clip=(0.0, 1.0))
     mutual_vote(probs, weights=None)                              # MI labels
+    soft_vote(probs, weights=None)                                # MI soft vote: (labels, confidence)
     mutual_fgsm(models, data, eps_list, weights="equal")          # Table 3 (w/ and w/o MI)
     no_decision_buckets(probs, y, thresholds, rule="standard"|"mi")
     detection_curve(pred, conf, y); tnr_at_fnr(fnr, tnr, target=0.05)  # Fig. 6
@@ -38,6 +39,7 @@ from netgrow.analysis.mutual import (
     mutual_inference,
     mutual_vote,
     resolve_weights,
+    soft_vote,
     stage_probs,
 )
 from netgrow.analysis.noise import noise_robustness, noisy_accuracy
@@ -69,6 +71,7 @@ __all__ = [
     "mutual_fgsm",
     "mutual_inference",
     "mutual_vote",
+    "soft_vote",
     "no_decision_buckets",
     "noise_robustness",
     "noisy_accuracy",

@@ -41,7 +41,8 @@ class StageModel:
     summary: dict[str, Any]
     classes: int | None  # K_i recorded in the summary's info (None: not recorded)
     class_order: list[int] | None
-    recorded_acc: float | None  # summary "val_acc", else "test_acc"
+    recorded_acc: float | None  # summary "test_acc" (reported only)
+    val_acc: float | None = None  # summary "val_acc" (decisions: mutual-inference weights)
 
     @property
     def arch(self) -> str | None:
@@ -154,7 +155,8 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
             log.warning("%s: no stage summary next to the checkpoint (an unfinished stage?); using the model anyway",
                         summary_path)
         info = summary.get("info") or {}
-        acc = summary.get("val_acc", summary.get("test_acc"))
+        acc = summary.get("test_acc")
+        val = summary.get("val_acc")
         model = load(path, map_location=device)
         model.eval()
         stages.append(StageModel(
@@ -165,6 +167,7 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
             classes=int(info["classes"]) if isinstance(info.get("classes"), int) else None,
             class_order=_as_int_list(info.get("class_order"), str(summary_path)),
             recorded_acc=float(acc) if isinstance(acc, (int, float)) else None,
+            val_acc=float(val) if isinstance(val, (int, float)) else None,
         ))
     limit_test = data.get("limit_test")
     return Run(
