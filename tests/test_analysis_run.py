@@ -76,6 +76,7 @@ def _write_run(run: Path, schedule, seed, models, data=DATA, test_acc=True, orde
         summary = {"name": f"stage{i}", "info": {"classes": k, "arch": "vgg11", "class_order": list(order)}}
         if test_acc:
             summary["test_acc"] = _accuracy(model, sub)
+            summary["val_acc"] = 0.5 + 0.1 * i  # weights must come from here, never from test_acc
         (run / "stages" / f"stage{i}.json").write_text(json.dumps(summary))
     return run
 
@@ -182,14 +183,14 @@ def test_detection(runs):
     assert res["detection"]["adversarial"]["final"]["accuracy"] == adv["final"]
     assert res["detection"]["adversarial"]["mi"]["accuracy"] == adv["mi"]
     with open(runs["run"] / "analysis" / "detection_buckets.csv") as f:
-        assert len(list(csv.DictReader(f))) == 2 * 4 * 3  # sets x methods x thresholds
+        assert len(list(csv.DictReader(f))) == 2 * 5 * 3  # sets x methods x thresholds
 
 
 def test_val_acc_weights_and_out_dir(runs, tmp_path):
     res = analyze_run(runs["run"], out_dir=tmp_path / "out", weights="val_acc", sigmas=[0.0], fractions=[0.0],
                       eps=[0.0], draws=1, trials=1, max_samples=50, quiet=True)
-    recorded = [s["recorded_test_acc"] for s in res["clean"]["stages"]]
-    assert res["settings"]["weights"] == recorded and res["data"]["test_samples"] == 50
+    assert res["settings"]["weights"] == [0.5, 0.6] and res["data"]["test_samples"] == 50
+    assert [s["recorded_test_acc"] for s in res["clean"]["stages"]] != [0.5, 0.6]
     assert res["baseline"] is None and "scratch baseline" not in res["noise"]
     assert (tmp_path / "out" / "table3.md").is_file() and not (tmp_path / "out" / "fig6_clean.png").stat().st_size == 0
 
@@ -264,7 +265,7 @@ def test_stage_models_with_other_labels(runs, tmp_path):
 
 def test_val_acc_needs_recorded_accuracies(tmp_path):
     run = _write_run(tmp_path / "noacc", [2, 4], 0, [(_model(2, 0), 2), (_model(4, 1), 4)], test_acc=False)
-    with pytest.raises(NetgrowValueError, match="weights='val_acc' needs each stage's recorded accuracy"):
+    with pytest.raises(NetgrowValueError, match="weights='val_acc' needs each stage's validation accuracy"):
         analyze_run(run, weights="val_acc", quiet=True)
 
 
