@@ -10,7 +10,7 @@ the stages"):
   stable rate carried through both growth steps (optimizer state carried by the ParamMap), the decay
   only in the last stage. Stages 0 and 1 run until the validation accuracy plateaus (patience P epochs),
   capped at the paper's proportions of scratch's longest budget (28 / 9 of a 46-epoch baseline, i.e.
-  ~0.6x and ~0.2x of scratch's ~10 epochs: 6 and 2).
+  ~0.6x and ~0.2x of scratch's 9 epochs: 5 and 2).
 - Budgets of the last stage: a stable segment of b epochs then a decay of d epochs. The decay branches all
   start from the same stable run (a WSD budget E differs from a longer one only by where the decay
   starts), so one stable run gives every budget; the same for scratch.
@@ -46,11 +46,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--warmup", type=float, default=0.5, help="warm-up epochs (default 0.5)")
     p.add_argument("--patience", type=int, default=2, help="validation plateau patience of stages 0, 1")
-    p.add_argument("--caps", default="6,2", help="epoch caps of cumulative stages 0 and 1 (default 6,2)")
-    p.add_argument("--scratch-budgets", default="2+1,4+1,7+2,10+2",
-                   help="stable+decay epochs of scratch's budget points (default 2+1,4+1,7+2,10+2)")
-    p.add_argument("--last-budgets", default="1+1,2+1,3+1,5+1",
-                   help="stable+decay epochs of the last cumulative stage (default 1+1,2+1,3+1,5+1)")
+    p.add_argument("--caps", default="5,2", help="epoch caps of cumulative stages 0 and 1 (default 5,2)")
+    p.add_argument("--scratch-budgets", default="2+1,4+1,7+2",
+                   help="stable+decay epochs of scratch's budget points (default 2+1,4+1,7+2)")
+    p.add_argument("--last-budgets", default="1+1,2+1",
+                   help="stable+decay epochs of the last cumulative stage (default 1+1,2+1)")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--quick", action="store_true", help="smoke run: 2000 images, width 1/16, one seed")
     p.add_argument("--out", help="runs directory (default benchmarks/runs/frontier-<time>)")
@@ -79,7 +79,8 @@ class Runner:
         self.count = 0
 
     def segment(self, label: str, model: torch.nn.Module, data: dict[str, Any], epochs: int, role: str,
-                carry: tuple[Any, ...] | None, decay_epochs: float = 1.0, plateau: bool = False) -> dict[str, Any]:
+                carry: tuple[Any, ...] | None, decay_epochs: float = 1.0, plateau: bool = False,
+                report: bool = True) -> dict[str, Any]:
         from netgrow.train import Trainer
 
         cfg = self.base.replace(epochs=epochs, decay_epochs=decay_epochs,
@@ -87,14 +88,16 @@ class Runner:
         self.count += 1
         tr = Trainer(self.root / f"{self.count:02d}-{label}", cfg, quiet=True)
         t0 = time.perf_counter()
-        res = tr.run_stage(self.count, label, model, data["train"], data["test"], val_set=data["val"],
+        test = data["test"] if report else None  # stable segments: validation only (the test set costs time)
+        res = tr.run_stage(self.count, label, model, data["train"], test, val_set=data["val"],
                            carry_from=carry, schedule_role=role)
         last = res.history[-1]
         out = {"label": label, "epochs": len(res.history), "M": int(res.meter["M"]), "test_acc": last["test_acc"],
                "val_acc": last["val_acc"], "stopped_by": res.stopped_by, "wall": time.perf_counter() - t0,
                "curve": [{k: r[k] for k in ("epoch", "val_acc", "test_acc", "lr", "stage_M")} for r in res.history]}
+        test_txt = "-" if out["test_acc"] is None else f"{100 * out['test_acc']:.2f}"
         print(f"[{NAME}] s{self.seed} {label}: {out['epochs']} ep, val {100 * out['val_acc']:.2f} "
-              f"test {100 * out['test_acc']:.2f}, M {out['M']:.3e}, {out['wall']:.0f} s ({res.stopped_by})", flush=True)
+              f"test {test_txt}, M {out['M']:.3e}, {out['wall']:.0f} s ({res.stopped_by})", flush=True)
         return {"out": out, "result": res}
 
 
@@ -106,7 +109,7 @@ def stable_with_branches(run: Runner, label: str, model: torch.nn.Module, data: 
     done_b, M_stable = 0, 0
     for b, d in points:
         if b > done_b:
-            seg = run.segment(f"{label}-stable{b}", model, data, b - done_b, role, carry)
+            seg = run.segment(f"{label}-stable{b}", model, data, b - done_b, role, carry, report=False)
             model, carry = seg["result"].model, (seg["result"].model, seg["result"].optimizer_state, None)
             role = "middle"  # one warm-up only
             M_stable += seg["out"]["M"]
