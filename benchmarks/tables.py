@@ -152,24 +152,31 @@ def t_incremental() -> str:
 def t_net2net() -> str:
     d = load("net2net.json")
     rows = []
-    names = {"net2net": {"wider": "Net2WiderNet", "deeper": "Net2DeeperNet"}, "random_pad": "random pad",
-             "random_init": "random init (reference)"}
+    base = {"net2net": {"wider": "Net2WiderNet", "deeper": "Net2DeeperNet"}, "random_pad": "random pad",
+            "random_init": "random init (reference)"}
+    batches = d.get("to_target_unit") == "batches"
     for growth, seeds in d["results"].items():
-        for key in ("net2net", "random_pad", "random_init"):
-            if key not in seeds[0]:
-                continue
-            name = names[key][growth] if isinstance(names[key], dict) else names[key]
+        for key in [k for k, v in seeds[0].items() if isinstance(v, dict)]:
+            method, _, factor = key.partition("@")
+            name = base.get(method, method)
+            name = name[growth] if isinstance(name, dict) else name
+            if factor:
+                name += f", lr × {factor}"
             accs = [s[key]["acc"] for s in seeds]
             hits = [s[key]["to_target"] for s in seeds]
             reached = [h for h in hits if h is not None]
-            to = (f"{ms([h.get('batches', h.get('epoch')) for h in reached], digits=0)}"
-                  + (f" ({len(hits) - len(reached)} never)" if len(reached) < len(hits) else "")) if reached else \
-                f"not reached in {d.get('epochs', '?')} epochs"
-            rows.append([growth, name, ms(accs, 100, suffix=" %"), to,
-                         ms([s[key]["student_M"] for s in seeds], 1e-12, 3, " T")])
-    unit = "minibatches" if d.get("to_target_unit") == "batches" else "epochs"
-    return table(["growth", "student", "final accuracy", f"{unit} until the random-init model's final accuracy",
-                  "student M"], rows)
+            if reached:
+                to = ms([h["batches"] if batches else h["epoch"] for h in hits], digits=0)
+            else:
+                to = f"not reached in {d.get('epochs', '?')} epochs"
+            row = [growth, name, ms(accs, 100, suffix=" %"), to]
+            if batches:
+                row.append(ms([s[key].get("batches_ratio") for s in seeds], suffix="×"))
+            rows.append(row + [ms([s[key]["student_M"] for s in seeds], 1e-12, 3, " T")])
+    unit = "minibatches" if batches else "epochs"
+    head = ["growth", "student", "final accuracy", f"{unit} until the random-init model's final accuracy"]
+    head += ["÷ random init's"] if batches else []
+    return table(head + ["student M"], rows)
 
 
 def _frontier() -> tuple[dict[str, Any], Any, Any]:

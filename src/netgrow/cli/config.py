@@ -95,7 +95,8 @@ class CumulativeConfig:
     archs: tuple[str, ...]
     widths: tuple[float, ...]
     epochs: tuple[int, ...]
-    prune: tuple[float, ...]  # prune[i]: L1 filter pruning ratio R applied to Net_i before growing it
+    prune: tuple[float, ...]  # prune[i]: L1 pruning ratio R applied to Net_i before growing it
+    prune_mode: str = "filter"  # "filter": remove filters (widths shrink); "kernel": zero 2-D kernels, masked next stage
     zero_mask: bool = False
     lr_factor: float = 1.0  # lr of stages >= 2 = train.lr * lr_factor
     carry_optimizer: bool = False
@@ -112,7 +113,7 @@ class Net2NetConfig:
     student_width: float
     baseline: str = "net2net"  # net2net | random_pad | random_init
     lr_factor: float = 0.1  # student lr = teacher lr * lr_factor (Net2Net appendix A)
-    noise: float = 0.0
+    noise: float = 0.01  # Net2WiderNet noise, a fraction of each weight tensor's std (breaks the copies' symmetry)
     teacher_epochs: int = 10
     student_epochs: int = 10
     carry_optimizer: bool = False
@@ -526,6 +527,7 @@ def _parse_cumulative(s: _Section, data: DataConfig, model: ModelConfig, epochs:
     out = CumulativeConfig(
         archs=tuple(archs), widths=tuple(float(w) for w in widths), epochs=tuple(ep),
         prune=tuple(float(r) for r in prune),
+        prune_mode=s.str_("prune_mode", default="filter", choices=("filter", "kernel")),
         zero_mask=s.bool_("zero_mask", False),
         lr_factor=s.float_("lr_factor", default=1.0, lo=0.0, lo_open=True),
         carry_optimizer=s.bool_("carry_optimizer", False),
@@ -558,7 +560,7 @@ def _parse_net2net(s: _Section, model: ModelConfig, epochs: int) -> Net2NetConfi
         teacher_arch=teacher_arch, teacher_width=teacher_width, student_arch=student_arch,
         student_width=student_width, baseline=baseline,
         lr_factor=s.float_("lr_factor", default=0.1, lo=0.0, lo_open=True),
-        noise=s.float_("noise", default=0.0, lo=0.0),
+        noise=s.float_("noise", default=0.01, lo=0.0),
         teacher_epochs=s.int_("teacher_epochs", default=epochs, lo=1),
         student_epochs=s.int_("student_epochs", default=epochs, lo=1),
         carry_optimizer=s.bool_("carry_optimizer", False),
