@@ -120,7 +120,10 @@ def t_pruning() -> str:
     d = load("pruning.json")
     r0 = d["per_seed"][0]
     labels = {"scratch": "scratch VGG19", "R=0": "cumulative, R = 0", "R=50%": "cumulative, R = 50 % before expansion",
-              "R=50% + zero mask": "R = 50 % + Net2Net zero mask kept"}
+              "R=50% + zero mask": "R = 50 % + Net2Net zero mask kept",
+              "R=50% + zero mask (surround only)": "R = 50 % + zero mask, surround taps only",
+              "R=50% kernels": "R = 50 % of 2-D kernels (kernel level, widths kept)",
+              "R=50% kernels + zero mask": "R = 50 % of kernels + zero mask"}
     rows = []
     for key, label in labels.items():
         if key not in r0:

@@ -70,3 +70,18 @@ def test_cumulative_kernel_pruning_holds_the_kernels_at_zero_through_the_next_st
     assert "masked_entries" not in summary["stages"][2]
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in rows} == {0, 1, 2}
+
+
+def test_zero_mask_readings_all_zeros_vs_surround_taps():
+    from netgrow.strategies.growth import zero_masks
+
+    conv = nn.Conv2d(2, 2, 3)
+    with torch.no_grad():  # an identity kernel as Net2DeeperNet inserts it
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = conv.weight[1, 1, 1, 1] = 1.0
+    m = nn.Sequential(conv)
+    every = zero_masks(m, {"0.weight"})["0.weight"]
+    surround = zero_masks(m, {"0.weight"}, surround_only=True)["0.weight"]
+    assert int(every.sum()) == 4 * 9 - 2  # all zeros: off-diagonal kernels whole + the diagonals' surround
+    assert int(surround.sum()) == 4 * 8  # the 8 surround taps of each of the 4 kernels
+    assert not surround[:, :, 1, 1].any() and every[0, 1, 1, 1] and every[1, 0, 1, 1]

@@ -98,6 +98,7 @@ class CumulativeConfig:
     prune: tuple[float, ...]  # prune[i]: L1 pruning ratio R applied to Net_i before growing it
     prune_mode: str = "filter"  # "filter": remove filters (widths shrink); "kernel": zero 2-D kernels, masked next stage
     zero_mask: bool = False
+    zero_mask_mode: str = "all"  # "all" zeros of the inserted kernels, or only their "surround" taps
     lr_factor: float = 1.0  # lr of stages >= 2 = train.lr * lr_factor
     carry_optimizer: bool = False
     noise: float = 0.0  # Net2WiderNet noise when a stage widens
@@ -528,6 +529,7 @@ def _parse_cumulative(s: _Section, data: DataConfig, model: ModelConfig, epochs:
         archs=tuple(archs), widths=tuple(float(w) for w in widths), epochs=tuple(ep),
         prune=tuple(float(r) for r in prune),
         prune_mode=s.str_("prune_mode", default="filter", choices=("filter", "kernel")),
+        zero_mask_mode=s.str_("zero_mask_mode", default="all", choices=("all", "surround")),
         zero_mask=s.bool_("zero_mask", False),
         lr_factor=s.float_("lr_factor", default=1.0, lo=0.0, lo_open=True),
         carry_optimizer=s.bool_("carry_optimizer", False),

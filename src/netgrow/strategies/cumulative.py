@@ -107,7 +107,9 @@ def run(exp: "Experiment") -> None:
             if opt.carry_optimizer or exp.trainer.config.cross_stage:
                 carry = (result.model, result.optimizer_state)
         if tracked or kernel_pruned:  # zero-mask weights for good, kernel-pruned ones through this stage
-            masks = g.zero_masks(model, tracked | kernel_pruned)
+            surround = getattr(opt, "zero_mask_mode", "all") == "surround"
+            masks = g.zero_masks(model, tracked, surround_only=surround)
+            masks.update(g.zero_masks(model, kernel_pruned - tracked))
             extra["masked_params"] = sorted(masks)
             extra["masked_entries"] = int(sum(int(m.sum()) for m in masks.values()))
         role = "whole" if len(stages) == 1 else "first" if i == 0 else "last" if i == len(stages) - 1 else "middle"
