@@ -67,3 +67,17 @@ def test_val_fraction_is_validated():
 
     with pytest.raises(ConfigError, match="val_fraction"):
         parse_config({"strategy": "scratch", "data": {"name": "digits", "val_fraction": 1.0}, "model": {"arch": "mlp"}})
+
+
+def test_cumulative_budget_fractions_of_a_total():
+    from netgrow.cli.config import parse_config
+
+    base = {"strategy": "cumulative", "data": {"name": "digits", "schedule": [4, 7, 10]}, "model": {"width": 0.0625}}
+    cfg = parse_config({**base, "cumulative": {"archs": ["vgg11", "vgg13", "vgg16"], "budget_fractions": [0.6, 0.2, 0.25],
+                                               "total_epochs": 12}})
+    assert cfg.options.epochs == (7, 2, 3)
+    with pytest.raises(ConfigError, match="budget_fractions"):
+        parse_config({**base, "cumulative": {"archs": ["vgg11", "vgg13", "vgg16"], "budget_fractions": [0.5, 0.5]}})
+    with pytest.raises(ConfigError, match="conflicts with cumulative.epochs"):
+        parse_config({**base, "cumulative": {"archs": ["vgg11", "vgg13", "vgg16"], "budget_fractions": [1, 1, 1],
+                                             "epochs": 2}})

@@ -517,7 +517,20 @@ def _parse_cumulative(s: _Section, data: DataConfig, model: ModelConfig, epochs:
     widths = _per_stage(s, "widths", n, model.width,
                         lambda x, fail: _check_float(x, 0.0, 64.0, True, False, fail))
     check_growth(list(archs), [float(w) for w in widths], "cumulative.archs", s.source)
-    ep = _per_stage(s, "epochs", n, epochs, _int_check(1))
+    fractions = s.raw("budget_fractions", None)
+    if fractions is not None:  # per-stage budgets as fractions of a total
+        if s.has("epochs"):
+            raise s.fail("budget_fractions", fractions, "conflicts with cumulative.epochs",
+                         "either epochs (per stage) or budget_fractions with total_epochs")
+        ok = isinstance(fractions, list) and len(fractions) == n and all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fractions)
+        if not ok:
+            raise s.fail("budget_fractions", fractions, f"needs {n} positive numbers (one per stage)",
+                         "e.g. [0.6, 0.2, 0.2]: stage i trains round(f_i * total_epochs) epochs")
+        total = s.int_("total_epochs", default=epochs, lo=1)
+        ep = tuple(max(1, round(float(f) * total)) for f in fractions)
+    else:
+        ep = _per_stage(s, "epochs", n, epochs, _int_check(1))
     prune_raw = s.raw("prune", 0.0)
     prune = prune_raw if isinstance(prune_raw, list) else [prune_raw] * (n - 1)
     if len(prune) != n - 1:
