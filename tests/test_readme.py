@@ -35,6 +35,7 @@ def test_readme_snippets_run(tmp_path, monkeypatch):
     assert len(diffs) == 2 and max(diffs) < 1e-5
     assert scope["plain"].features is not None and scope["result"].test_acc > 0.5
     assert (tmp_path / "runs" / "readme-mlp" / "final.safetensors").is_file()
+    assert "True schedule" in text and scope["res"].history[-1]["val_acc"] is not None  # the WSD snippet
 
 
 @pytest.mark.parametrize("doc", ["docs/architecture.md", "docs/cli.md", "docs/analysis.md", "BENCHMARKS.md"])
