@@ -281,3 +281,30 @@ def test_val_acc_needs_recorded_accuracies(tmp_path):
 def test_bad_settings_fail_before_reading_anything(tmp_path, kwargs, match):
     with pytest.raises(NetgrowValueError, match=match):
         analyze_run(tmp_path / "does-not-matter", quiet=True, **kwargs)
+
+
+def test_no_decision_thresholds_are_chosen_on_the_validation_split(runs, tmp_path):
+    from netgrow.analysis import decision_buckets, detection_curve, mi_scores, standard_scores, threshold_at_fnr
+    from netgrow.analysis.runs import load_test_set, open_run
+
+    run = _copy(runs, "with_val")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"]["val_fraction"] = 0.25
+    (run / "config.json").write_text(json.dumps(cfg))
+    res = analyze_run(run, out_dir=tmp_path / "out", **SETTINGS)
+    opened = open_run(run)
+    val = load_test_set(opened, 4, split="val")
+    assert len(val.y) == 80  # 25 % of the 320 training images, stratified
+    test = load_test_set(opened, 4)
+    m0, m1 = runs["models"]
+    with torch.no_grad():
+        pv = [m0(val.x).softmax(1), m1(val.x).softmax(1)]
+        pt = [m0(test.x).softmax(1), m1(test.x).softmax(1)]
+    for method, fn in (("final", lambda p: standard_scores(p[-1])), ("mi", lambda p: mi_scores(p))):
+        d = res["detection"]["clean"][method]
+        t = threshold_at_fnr(detection_curve(*fn(pv), val.y), 0.05)
+        assert d["val_threshold"] == pytest.approx(t)
+        b = decision_buckets(*fn(pt), test.y, [d["val_threshold"]])[0]
+        assert d["at_val_threshold"] == pytest.approx({"tnr": b["tnr"], "fnr": b["fnr"]}, nan_ok=True)
+    # without a validation split there is no threshold to choose: the runs fixture has none
+    assert "val_threshold" not in runs["result"]["detection"]["clean"]["final"]

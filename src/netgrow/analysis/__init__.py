@@ -29,6 +29,7 @@ from netgrow.analysis.detection import (
     mi_scores,
     no_decision_buckets,
     standard_scores,
+    threshold_at_fnr,
     tnr_at_fnr,
 )
 from netgrow.analysis.adversarial import Normalized, fgsm, fgsm_accuracy, normalized_bounds
@@ -79,5 +80,6 @@ __all__ = [
     "resolve_weights",
     "stage_probs",
     "standard_scores",
+    "threshold_at_fnr",
     "tnr_at_fnr",
 ]

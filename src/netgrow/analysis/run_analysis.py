@@ -39,6 +39,7 @@ from netgrow.analysis.detection import (
     detection_curve,
     mi_scores,
     standard_scores,
+    threshold_at_fnr,
     tnr_at_fnr,
 )
 from netgrow.analysis.mutual import (
@@ -115,6 +116,31 @@ def _detection(pred: torch.Tensor, conf: torch.Tensor, y: torch.Tensor, threshol
         "curve": curve,
         "tnr_at_fnr": tnr_at_fnr(curve["fnr"], curve["tnr"], fnr_target),
     }
+
+
+def _val_thresholds(run: Any, models: list[Any], ks: list[int], w: list[float], bs: int, target: float,
+                    detection: dict[str, Any], test_probs: dict[str, Any]) -> None:
+    """The operating threshold of every grown method chosen on the run's validation split (best TNR at
+    FNR <= target there) and the test set's TNR / FNR at it (``val_threshold``, ``at_val_threshold``).
+    Runs without a validation split get none (their ``tnr_at_fnr`` is the curve's best test point)."""
+    if not getattr(run, "val_fraction", 0.0) > 0:
+        return
+    val = load_test_set(run, ks[-1], split="val")
+    probs_val, yv = stage_probs(models, (val.x, val.y), bs)
+
+    def scores(ps: list[Any]) -> dict[str, Any]:
+        return {"final": standard_scores(ps[-1]), "mi": mi_scores(ps, w), "mi_defer": mi_scores(ps, w, defer_unknown=True),
+                "mi_soft": soft_vote(ps, w)}
+
+    val_scores = scores(probs_val)
+    for set_name, (ps, y) in test_probs.items():
+        test_scores = scores(ps)
+        for m, (pv, cv) in val_scores.items():
+            t = threshold_at_fnr(detection_curve(pv, cv, yv), target)
+            pred, conf = test_scores[m]
+            b = decision_buckets(pred, conf, y, [t])[0]
+            detection[set_name][m]["val_threshold"] = t
+            detection[set_name][m]["at_val_threshold"] = {"tnr": b["tnr"], "fnr": b["fnr"]}
 
 
 def _validate(sigmas: Any, fractions: Any, eps: Any, thresholds: Any, draws: Any, trials: Any, max_samples: Any,
@@ -279,6 +305,8 @@ def analyze_run(
             methods["baseline"] = standard_scores(bp)
         detection[set_name] = {m: _detection(pred, conf, y, opts["thresholds"], opts["fnr_target"])
                                for m, (pred, conf) in methods.items()}
+    _val_thresholds(run, models, ks, w, bs, opts["fnr_target"], detection,
+                    {"clean": (probs_clean, y), "adversarial": (adv_sets["probs"], y)})
 
     result: dict[str, Any] = {
         "run": str(run.run_dir),
