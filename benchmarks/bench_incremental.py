@@ -29,6 +29,7 @@ def main() -> None:
     p.add_argument("--lookahead-epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-3, help="RMSProp learning rate, constant (paper: 1e-4 on CIFAR)")
     p.add_argument("--fixed", default="0.85,0.88,0.9", help="fixed test accuracies for M-to-accuracy (Fig. 3)")
+    p.add_argument("--init", default="he", choices=("default", "he"), help="weight init (paper: He; default he)")
     args = p.parse_args()
     b = c.Bench(NAME, args)
     train = c.train_section(b.epochs, optimizer="rmsprop", lr=args.lr, momentum=0.9, weight_decay=1e-4,
@@ -39,7 +40,7 @@ def main() -> None:
         tr = {**train, "seed": seed}
         scratch = b.run(f"scratch-s{seed}", {
             "strategy": "scratch", "seed": seed, "data": b.data_section(None, seed),
-            "model": {"arch": args.arch, "width": b.width}, "train": tr,
+            "model": {"arch": args.arch, "width": b.width, "init": args.init}, "train": tr,
             "stopping": {"rule": "angle", "ws": ws, "gamma": args.gamma}})
         target = c.final_acc(scratch) - 0.005
         fixed = [float(v) for v in args.fixed.split(",") if v.strip()]
@@ -51,7 +52,7 @@ def main() -> None:
         for init in ("lookahead", "random"):
             run = b.run(f"{init}-s{seed}", {
                 "strategy": "incremental", "seed": seed, "data": b.data_section(None, seed),
-                "model": {"arch": args.arch, "width": b.width}, "train": tr,
+                "model": {"arch": args.arch, "width": b.width, "init": args.init}, "train": tr,
                 "incremental": {"init": init, "ws": ws, "gamma": args.gamma, "max_epochs": b.epochs,
                                 "lookahead_epochs": args.lookahead_epochs}})
             hit = c.to_target(run, target)

@@ -261,6 +261,14 @@ def main() -> int:
         return 0
     doc.write_text(new)
     print(f"wrote {doc} ({len(MARK.findall(new))} tables)")
+    if (RESULTS / "frontier.json").is_file():
+        from netgrow.analysis.plots import plot_frontier
+
+        _, fr, rows = _frontier()
+        png = plot_frontier(fr, HERE.parent / "docs" / "img" / "frontier_cumulative_vs_scratch.png",
+                            title="Fashion-MNIST, VGG width 1/8: cumulative vs scratch", labels=LABELS,
+                            targets=sorted({r["target"] for r in rows}))
+        print(f"wrote {png}")
     return 0
 
 

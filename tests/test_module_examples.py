@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["netgrow.data.split", "netgrow.train.schedules", "netgrow.analysis.frontier", "netgrow.ops.kernel_prune",
+MODULES = ["netgrow.data.split", "netgrow.train.schedules", "netgrow.analysis.frontier", "netgrow.ops.kernel_prune", "netgrow.models.init",
            "netgrow.cli.frontier", "netgrow.train.stopping", "netgrow.strategies.rules", "netgrow.strategies.angle"]
 
 

@@ -81,3 +81,21 @@ def test_cumulative_budget_fractions_of_a_total():
     with pytest.raises(ConfigError, match="conflicts with cumulative.epochs"):
         parse_config({**base, "cumulative": {"archs": ["vgg11", "vgg13", "vgg16"], "budget_fractions": [1, 1, 1],
                                              "epochs": 2}})
+
+
+def test_model_init_he_is_selected_by_the_config(tmp_path):
+    from netgrow.cli.config import parse_config, validate_resources
+    from netgrow.strategies.base import Experiment
+
+    raw = {"strategy": "scratch", "data": {"name": "digits", "limit_train": 100, "limit_test": 50},
+           "model": {"arch": "vgg11", "width": 0.0625, "init": "he"}, "train": {"epochs": 1}}
+    cfg, train, test = validate_resources(parse_config(raw))
+    exp = Experiment(cfg, tmp_path, train, test, quiet=True)
+    he = exp.create("vgg11", 10, 0.0625)
+    default = Experiment(cfg.replace(model=type(cfg.model)(arch="vgg11", width=0.0625)), tmp_path / "b", train, test,
+                         quiet=True).create("vgg11", 10, 0.0625)
+    assert float(he.features[0].bias.detach().abs().max()) == 0.0 and float(default.features[0].bias.detach().abs().max()) > 0
+    again = exp.create("vgg11", 10, 0.0625)
+    assert all(torch.equal(a, b) for a, b in zip(he.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(ConfigError, match="init"):
+        parse_config({**raw, "model": {"arch": "vgg11", "init": "xavier"}})

@@ -74,6 +74,7 @@ class ModelConfig:
 
     arch: str | None = None
     width: float = 1.0
+    init: str = "default"  # "default" (PyTorch's) | "he" (Kaiming normal, fan_out; netgrow.models.init)
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,7 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfi
     model = ModelConfig(
         arch=model_s.str_("arch", default=None, choices=known_models()),
         width=model_s.float_("width", default=1.0, lo=0.0, hi=64.0, lo_open=True),
+        init=model_s.str_("init", default="default", choices=("default", "he")),
     )
     model_s.done()
     train = _parse_train(_Section(top.raw("train", {}), "train", source), seed)

@@ -177,8 +177,13 @@ class Experiment:
 
         size = list(self.input_shape[1:]) or [1]
         with seeded(self.cfg.seed * 1000 + seed_offset):
-            return models.create(arch, num_classes=classes, width=width, in_channels=self.input_shape[0],
-                                 input_size=size)
+            model = models.create(arch, num_classes=classes, width=width, in_channels=self.input_shape[0],
+                                  input_size=size)
+        if getattr(self.cfg.model, "init", "default") == "he":
+            from netgrow.models.init import he_init
+
+            model = he_init(model, seed=self.cfg.seed * 1000 + seed_offset)
+        return model
 
     def example_for(self, model: nn.Module) -> torch.Tensor:
         """The example input on the model's device and dtype (growth ops need it)."""
