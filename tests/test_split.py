@@ -99,3 +99,17 @@ def test_model_init_he_is_selected_by_the_config(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(he.state_dict().values(), again.state_dict().values()))
     with pytest.raises(ConfigError, match="init"):
         parse_config({**raw, "model": {"arch": "vgg11", "init": "xavier"}})
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ({"stopping": {"rule": "plateau"}}, "stopping.rule = 'plateau'"),
+    ({"train": {"schedule": "wsd"}}, "train.schedule = 'wsd'"),
+    ({"train": {"plateau_patience": 2}}, "train.plateau_patience"),
+])
+def test_deciding_without_a_validation_split_is_refused_before_anything_runs(extra, needle):
+    from netgrow.cli.config import parse_config
+
+    raw = {"strategy": "scratch", "data": {"name": "digits", "val_fraction": 0.0}, "model": {"arch": "mlp"}, **extra}
+    with pytest.raises(ConfigError, match=needle):
+        parse_config(raw)
+    assert parse_config({**raw, "data": {"name": "digits"}}).data.val_fraction == 0.1

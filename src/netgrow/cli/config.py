@@ -360,6 +360,7 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfi
         min_epochs=stop_s.int_("min_epochs", default=0, lo=0),
     )
     stop_s.done()
+    _check_decisions_have_validation(data, train, stopping, strategy, source)
 
     epochs = train.get("epochs", 10)
     options: Any = None
@@ -388,6 +389,22 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfi
     top.done()
     return ExperimentConfig(name=name, strategy=strategy, seed=seed, out=out, data=data, model=model,
                             train=train, stopping=stopping, options=options, source=source)
+
+
+def _check_decisions_have_validation(data: DataConfig, train: dict[str, Any], stopping: StoppingConfig,
+                                     strategy: str, source: str) -> None:
+    """A rule that decides on accuracy needs the validation split (it never reads the test set)."""
+    if data.val_fraction > 0:
+        return
+    deciding = [k for k, on in (
+        (f"stopping.rule = {stopping.rule!r}", stopping.rule != "budget"),
+        ("train.plateau_patience", train.get("plateau_patience") is not None),
+        (f"train.schedule = {train.get('schedule')!r}", train.get("schedule") in ("wsd", "plateau")),
+        ("strategy 'incremental' (the angle criterion)", strategy == "incremental"),
+    ) if on]
+    if deciding:
+        raise ConfigError(f"{source}: data.val_fraction = 0 but {', '.join(deciding)} decides on validation accuracy; "
+                          "allowed: data.val_fraction in (0, 1), e.g. 0.1 (the test set is never decided on)")
 
 
 def _missing(source: str, section: str) -> Any:
