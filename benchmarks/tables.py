@@ -186,10 +186,14 @@ def _frontier() -> tuple[dict[str, Any], Any, Any]:
     from netgrow.analysis.frontier import aggregate, targets
 
     d = load("frontier.json")
+    extra: dict[str, Any] = {}
+    if (RESULTS / "frontier_extend.json").is_file():  # more last-stage budgets of the same runs
+        extra = load("frontier_extend.json")["per_seed"]
     pts = []
     for r in d["per_seed"]:
         for method in ("scratch", "cumulative"):
-            for p in r[method]:
+            more = extra.get(str(r["seed"]), []) if method == "cumulative" else []
+            for p in r[method] + more:
                 pts.append({"method": method, "budget": f"{p['stable']}+{p['decay']}", "seed": r["seed"],
                             "M": p["M"], "test_acc": p["test_acc"]})
     fr = aggregate(pts)
