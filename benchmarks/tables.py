@@ -140,6 +140,18 @@ def t_pruning() -> str:
     return table(["run", "parameters (non-zero)", "MACs/sample (zeros skipped)", "accuracy", "M"], rows)
 
 
+def t_pruning_counts() -> str:
+    d = load("pruning_counts.json")
+    rows = []
+    for label, r in d["rows"].items():
+        paper = r.get("paper")
+        rows.append([label, f"{r['params'] / 1e3:.1f} K ({r['params_ratio']:.2f}×)",
+                     f"{r['macs'] / 1e6:.2f} M ({r['macs_ratio']:.2f}×)",
+                     "-" if not paper else f"{paper['params']:.2f}× / {paper['macs']:.2f}×"])
+    return table(["reading", "non-zero parameters (× scratch VGG19)", "MACs/sample, zeros skipped (× scratch)",
+                  "Table 2 (params / MACs)"], rows)
+
+
 def t_incremental() -> str:
     d = load("incremental.json")
     ps = d["per_seed"]
@@ -230,7 +242,7 @@ def t_frontier_stages() -> str:
 
 GENERATORS: dict[str, Callable[[], str]] = {
     "ops": t_ops, "trainer": t_trainer, "cumulative": t_cumulative, "analysis": t_analysis, "pruning": t_pruning,
-    "incremental": t_incremental, "net2net": t_net2net, "frontier_points": t_frontier_points,
+    "pruning_counts": t_pruning_counts, "incremental": t_incremental, "net2net": t_net2net, "frontier_points": t_frontier_points,
     "frontier_targets": t_frontier_targets, "frontier_stages": t_frontier_stages,
 }
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(\n<!-- /table:\2 -->)", re.S)
