@@ -204,7 +204,7 @@ def _frontier() -> tuple[dict[str, Any], Any, Any]:
     pts = []
     for r in d["per_seed"]:
         for method in ("scratch", "cumulative"):
-            more = extra.get(str(r["seed"]), []) if method == "cumulative" else []
+            more = extra.get(str(r["seed"]), {}).get(method, [])
             for p in r[method] + more:
                 pts.append({"method": method, "budget": f"{p['stable']}+{p['decay']}", "seed": r["seed"],
                             "M": p["M"], "test_acc": p["test_acc"]})
@@ -234,8 +234,9 @@ def t_frontier_stages() -> str:
     rows = []
     for r in d["per_seed"]:
         st = r["cumulative_stages"]
-        rows.append([r["seed"], *[f"{s['epochs']} ({s['stopped_by']}), val {100 * s['val_acc']:.2f} %, "
-                                  f"{s['M'] / 1e12:.3f} T" for s in st]])
+        why = {"schedule": "val plateau", "budget": "cap"}
+        rows.append([r["seed"], *[f"{s['epochs']} ({why.get(s['stopped_by'], s['stopped_by'])}), "
+                                  f"val {100 * s['val_acc']:.2f} %, {s['M'] / 1e12:.3f} T" for s in st]])
     return table(["seed", "stage 0: VGG11, 5 classes (epochs, why it stopped, val acc, M)", "stage 1: VGG16, 7 classes"],
                  rows)
 
@@ -282,7 +283,7 @@ def main() -> int:
 
         _, fr, rows = _frontier()
         png = plot_frontier(fr, HERE.parent / "docs" / "img" / "frontier_cumulative_vs_scratch.png",
-                            title="Fashion-MNIST, VGG width 1/8: cumulative vs scratch", labels=LABELS,
+                            title="Fashion-MNIST, VGG ×1/8 (mean ± std)", labels=LABELS,
                             targets=sorted({r["target"] for r in rows}))
         print(f"wrote {png}")
     return 0

@@ -36,7 +36,7 @@ def test_aggregate_and_targets_by_hand():
     assert rows[(0.005, "scratch")]["ratio"] == 1.0
     pts_md, tg_md = frontier_markdown(fr, targets(fr, "scratch"), m_unit=1.0)
     assert "| grown | 1 | 2 | 65.000 ×1 | 90.00 ± 0.71 % |" in pts_md
-    assert "**0.45×**" in tg_md
+    assert "**0.45×**" in tg_md and "| 0.45× |" not in tg_md
     with pytest.raises(NetgrowValueError, match="reference 'nope'"):
         targets(fr, "nope")
 
@@ -90,3 +90,17 @@ def test_netgrow_frontier_end_to_end(tmp_path, capsys, monkeypatch):
     assert main(["frontier", str(a), str(b), "--budgets", "0.5,1", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
     assert main(["frontier", str(a), "--budgets", "1", "--seeds", "1", "--out", str(out), "--reference", "x"]) == 2
     assert "--reference 'x'" in capsys.readouterr().err
+
+
+def test_interpolated_M_by_hand():
+    from netgrow.analysis.frontier import interpolated_M
+
+    rows = [{"M": 10, "acc": 0.80}, {"M": 20, "acc": 0.90}, {"M": 40, "acc": 0.92}]
+    assert interpolated_M(rows, 0.85) == pytest.approx(15.0)  # halfway between 0.80 and 0.90
+    assert interpolated_M(rows, 0.91) == pytest.approx(30.0)
+    assert interpolated_M(rows, 0.70) == 10.0 and interpolated_M(rows, 0.95) is None
+    pts = [{"method": "s", "budget": b, "seed": 0, "M": r["M"], "test_acc": r["acc"]} for b, r in enumerate(rows)]
+    pts += [{"method": "g", "budget": 0, "seed": 0, "M": 12, "test_acc": 0.915}]
+    t = {r["method"]: r for r in targets(aggregate(pts), "s", deltas=(0.005,))}
+    assert t["s"]["M_interp"] == pytest.approx(35.0) and t["g"]["ratio_interp"] == pytest.approx(12 / 35)
+    assert t["g"]["ratio"] == pytest.approx(12 / 40)

@@ -60,16 +60,33 @@ def first_reaching(rows: Sequence[Mapping[str, Any]], target: float, key: str = 
     return min(hits, key=lambda r: r["M"]) if hits else None
 
 
+def interpolated_M(rows: Sequence[Mapping[str, Any]], target: float, key: str = "acc") -> float | None:
+    """M at which the frontier (rows sorted by M, linear between neighbouring points) first reaches ``target``;
+    the first point's M if it already does; None if no point does (no extrapolation)."""
+    rows = sorted(rows, key=lambda r: r["M"])
+    for i, r in enumerate(rows):
+        if r[key] >= target - 1e-12:
+            if i == 0:
+                return float(r["M"])
+            a0, m0 = rows[i - 1][key], rows[i - 1]["M"]
+            frac = (target - a0) / (r[key] - a0) if r[key] > a0 else 1.0
+            return float(m0 + max(0.0, min(1.0, frac)) * (r["M"] - m0))
+    return None
+
+
 def targets(frontier: Mapping[str, Sequence[Mapping[str, Any]]], reference: str,
             deltas: Sequence[float] = (0.005, 0.01)) -> list[dict[str, Any]]:
-    """One row per (target, method): ``{"delta", "target", "method", "M", "ratio", "budget",
-    "seed_ratios", "seed_ratio_mean", "seed_ratio_std", "seeds_reached"}`` (M None: never reached)."""
+    """One row per (target, method): ``{"delta", "target", "method", "M", "ratio", "budget", "M_interp",
+    "ratio_interp", "seed_ratios", "seed_ratio_mean", "seed_ratio_std", "seeds_reached"}`` (M None: never
+    reached). ``M_interp``: linear interpolation between the bracketing frontier points (a coarse grid
+    otherwise credits a method with its next budget point's M)."""
     if reference not in frontier:
         raise NetgrowValueError(
             f"netgrow.analysis.frontier: the reference {reference!r} has no points; methods: {sorted(frontier)}"
         )
     ref = frontier[reference]
     best = max(r["acc"] for r in ref)
+    ref_interp = {d: interpolated_M(ref, best - d) for d in deltas}
     seeds = sorted({s for r in ref for s in r["seeds"]})
     out = []
     for delta in deltas:
@@ -89,8 +106,11 @@ def targets(frontier: Mapping[str, Sequence[Mapping[str, Any]]], reference: str,
                 seed_ratios.append(None if h_own is None or h_ref is None else h_own["M"] / h_ref["M"])
             reached = [r for r in seed_ratios if r is not None]
             mean, std = _ms(reached) if reached else (None, None)
+            m_interp = interpolated_M(rows, target)
             out.append({
                 "delta": delta, "target": target, "method": method,
+                "M_interp": m_interp, "ratio_interp": None if m_interp is None or not ref_interp[delta]
+                else round(m_interp / ref_interp[delta], 6),
                 "M": None if hit is None else hit["M"], "budget": None if hit is None else hit["budget"],
                 "ratio": None if hit is None or ref_hit is None else round(hit["M"] / ref_hit["M"], 6),
                 "seed_ratios": seed_ratios, "seed_ratio_mean": mean, "seed_ratio_std": std,
@@ -109,13 +129,15 @@ def frontier_markdown(frontier: Mapping[str, Sequence[Mapping[str, Any]]], rows:
         for r in rs:
             pts.append(f"| {labels.get(method, method)} | {r['budget']} | {r['n']} | "
                        f"{r['M'] / m_unit:.3f} {unit} | {100 * r['acc']:.2f} ± {100 * r['acc_std']:.2f} % |")
-    tg = ["| target | method | smallest M reaching it | budget | ratio to the reference | per seed (mean ± std) |",
-          "|---|---|---|---|---|---|"]
+    tg = ["| target | method | smallest M reaching it | budget | ratio to the reference | per seed (mean ± std) "
+          "| M interpolated | ratio interpolated |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = "not reached" if r["M"] is None else f"{r['M'] / m_unit:.3f} {unit}"
         ratio = "-" if r["ratio"] is None else f"**{r['ratio']:.2f}×**"
         per_seed = "-" if r["seed_ratio_mean"] is None else (
             f"{r['seed_ratio_mean']:.2f} ± {r['seed_ratio_std']:.2f}× ({r['seeds_reached']}/{r['seeds']} seeds)")
+        mi = "-" if r.get("M_interp") is None else f"{r['M_interp'] / m_unit:.3f} {unit}"
+        ri = "-" if r.get("ratio_interp") is None else f"{r['ratio_interp']:.2f}×"
         tg.append(f"| {100 * r['target']:.2f} % (best − {100 * r['delta']:.1f} pp) | {labels.get(r['method'], r['method'])} "
-                  f"| {m} | {'-' if r['budget'] is None else r['budget']} | {ratio} | {per_seed} |")
+                  f"| {m} | {'-' if r['budget'] is None else r['budget']} | {ratio} | {per_seed} | {mi} | {ri} |")
     return "\n".join(pts) + "\n", "\n".join(tg) + "\n"
