@@ -58,7 +58,12 @@ def _check_grow_loop(text: str, scope: dict, tmp_path: Path) -> None:
     assert type(scope["opt"]).__name__ == "SGD" and scope["sched"].optimizer is scope["opt"]
 
 
-CHECKS = [_check_grow_your_own, _check_errors, _check_families, _check_training, _check_grow_loop]
+def _check_wsd(text: str, scope: dict, tmp_path: Path) -> None:
+    assert "True schedule" in text and scope["res"].history[-1]["val_acc"] is not None
+    assert len(scope["fit"]) + len(scope["val"]) == len(scope["train"])
+
+
+CHECKS = [_check_grow_your_own, _check_errors, _check_families, _check_training, _check_grow_loop, _check_wsd]
 
 
 def test_every_snippet_is_checked():

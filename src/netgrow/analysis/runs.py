@@ -45,7 +45,8 @@ class StageModel:
     summary: dict[str, Any]
     classes: int | None  # K_i recorded in the summary's info (None: not recorded)
     class_order: list[int] | None
-    recorded_acc: float | None  # summary "val_acc", else "test_acc"
+    recorded_acc: float | None  # summary "test_acc" (reported only)
+    val_acc: float | None = None  # summary "val_acc" (decisions: mutual-inference weights)
 
     @property
     def arch(self) -> str | None:
@@ -104,6 +105,16 @@ class Run:
     def limit_test(self) -> int | None:
         n = self.data.get("limit_test")
         return int(n) if isinstance(n, int) and not isinstance(n, bool) else None
+
+    @property
+    def limit_train(self) -> int | None:
+        n = self.data.get("limit_train")
+        return int(n) if isinstance(n, int) and not isinstance(n, bool) else None
+
+    @property
+    def val_fraction(self) -> float:
+        """The run's validation hold-out of the training set (0: none)."""
+        return float(self.data.get("val_fraction", 0.0) or 0.0)
 
     @property
     def final(self) -> StageModel:
@@ -199,7 +210,8 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
             log.warning("%s: no stage summary next to the checkpoint (an unfinished stage?); using the model anyway",
                         summary_path)
         info = summary.get("info") or {}
-        acc = summary.get("val_acc", summary.get("test_acc"))
+        acc = summary.get("test_acc")
+        val = summary.get("val_acc")
         model = load(path, map_location=device)
         model.eval()
         stages.append(StageModel(
@@ -210,6 +222,7 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
             classes=int(info["classes"]) if isinstance(info.get("classes"), int) else None,
             class_order=_as_int_list(info.get("class_order"), str(summary_path)),
             recorded_acc=float(acc) if isinstance(acc, (int, float)) else None,
+            val_acc=float(val) if isinstance(val, (int, float)) else None,
         ))
     summary_path = run_dir / "summary.json"
     summary = _read_json(summary_path, "summary") if summary_path.is_file() else {}
@@ -259,13 +272,18 @@ class TestSet:
     total_classes: int  # classes of the whole data set
 
 
-def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, seed: int = 0) -> TestSet:
-    """The test samples of the run's final ``num_classes`` classes, labelled as the run labelled them."""
+def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, seed: int = 0,
+                  split: str = "test") -> TestSet:
+    """The test samples of the run's final ``num_classes`` classes, labelled as the run labelled them.
+
+    ``split="val"``: the run's validation hold-out instead (the same seeded cut of the training set the
+    run made: ``data.limit_train``, then ``netgrow.data.split(val_fraction, seed=data.seed)``), for the
+    decisions of an analysis (e.g. no-decision thresholds)."""
     from netgrow.data import load as load_data
     from netgrow.data import nested_subsets
 
     try:
-        _, test = load_data(run.data_name, root=run.data_root)
+        train, test = load_data(run.data_name, root=run.data_root)
     except DataError:
         raise
     except Exception as exc:
@@ -277,7 +295,18 @@ def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, se
             f"netgrow.analysis: the test set of {run.data_name!r} is not held in memory ({type(test).__name__}); "
             "the analysis needs the raw inputs — load the data set with in_memory=True"
         )
-    n = run.limit_test
+    if split == "val":
+        if not run.val_fraction > 0:
+            raise DataError(f"netgrow.analysis: the run {str(run.run_dir)!r} was trained without a validation split "
+                            "([data] val_fraction = 0)")
+        from netgrow.data import split as split_data
+
+        n = run.limit_train
+        if n is not None and n < len(train):  # the strategies' cut (netgrow.strategies.base.limit)
+            gen = torch.Generator().manual_seed(run.data_seed)
+            train = train.select(torch.randperm(len(train), generator=gen)[:n].sort().values)
+        test = split_data(train, run.val_fraction, seed=run.data_seed)[1]
+    n = run.limit_test if split == "test" else None
     if n is not None and n < len(test):  # the same seeded cut as the strategies make (data.seed + 1)
         gen = torch.Generator().manual_seed(run.data_seed + 1)
         test = test.select(torch.randperm(len(test), generator=gen)[:n].sort().values)

@@ -9,6 +9,15 @@ stages, in this order:
 3. ``expand_classes`` to K_{i+1} outputs: the old logits unchanged, new rows random (section III.A);
 4. training on D_{i+1} with ``train.lr * lr_factor`` until the stopping rule or the epoch budget.
 
+Cross-stage schedule (``[train] schedule = "wsd"``, ``cross_stage = true``): one warm-up in stage 0, the
+stable rate through every growth step (the optimizer state carried through the growth chain's ParamMap),
+each stage before the last ending at its validation plateau, the decay only in the last stage.
+
+Kernel-level pruning (``prune_mode = "kernel"``): instead of removing filters, the ``prune[i]`` fraction of
+2-D conv kernels with the smallest L1 norm over all conv layers (``netgrow.ops.kernel_prune``) is set to
+zero and held there by a mask through the next stage (the paper's R = pruned kernels / all kernels;
+widths unchanged); the MAC count skips them.
+
 Zero mask (``zero_mask = true``, Table 2 "keep Net2Net zero mask"): the exact zeros of the kernels inserted
 by a growth step (the zero surround of Net2DeeperNet's identity kernels) are passed to the Trainer as masks
 and stay zero in every later stage; the MAC count then skips them.
@@ -42,8 +51,10 @@ class CumulativeConfig:
     archs: tuple[str, ...]
     widths: tuple[float, ...]
     epochs: tuple[int, ...]
-    prune: tuple[float, ...]  # prune[i]: L1 filter pruning ratio R applied to Net_i before growing it
+    prune: tuple[float, ...]  # prune[i]: L1 pruning ratio R applied to Net_i before growing it
+    prune_mode: str = "filter"  # "filter": remove filters (widths shrink); "kernel": zero 2-D kernels, masked next stage
     zero_mask: bool = False
+    zero_mask_mode: str = "all"  # "all" zeros of the inserted kernels, or only their "surround" taps
     lr_factor: float = 1.0  # lr of stages >= 2 = train.lr * lr_factor
     carry_optimizer: bool = False
     noise: float = 0.0  # Net2WiderNet noise when a stage widens
@@ -69,7 +80,20 @@ def parse(s: Section, ctx: ParseContext) -> CumulativeConfig:
                           f"cumulative.archs ({archs[-1]!r}); allowed: omit model.arch or set it to {archs[-1]!r}")
     widths = s.per_stage("widths", n, model.width, lambda x, fail: check_float(x, 0.0, 64.0, True, False, fail))
     check_growth(list(archs), [float(w) for w in widths], "cumulative.archs", s.source)
-    ep = s.per_stage("epochs", n, ctx.epochs, int_check(1))
+    fractions = s.raw("budget_fractions", None)
+    if fractions is not None:  # per-stage budgets as fractions of a total
+        if s.has("epochs"):
+            raise s.fail("budget_fractions", fractions, "conflicts with cumulative.epochs",
+                         "either epochs (per stage) or budget_fractions with total_epochs")
+        ok = isinstance(fractions, list) and len(fractions) == n and all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fractions)
+        if not ok:
+            raise s.fail("budget_fractions", fractions, f"needs {n} positive numbers (one per stage)",
+                         "e.g. [0.6, 0.2, 0.2]: stage i trains round(f_i * total_epochs) epochs")
+        total = s.int_("total_epochs", default=ctx.epochs, lo=1)
+        ep: tuple[int, ...] = tuple(max(1, round(float(f) * total)) for f in fractions)
+    else:
+        ep = s.per_stage("epochs", n, ctx.epochs, int_check(1))
     prune_raw = s.raw("prune", 0.0)
     prune = prune_raw if isinstance(prune_raw, list) else [prune_raw] * (n - 1)
     if len(prune) != n - 1:
@@ -80,7 +104,9 @@ def parse(s: Section, ctx: ParseContext) -> CumulativeConfig:
     out = CumulativeConfig(
         archs=tuple(archs), widths=tuple(float(w) for w in widths), epochs=tuple(ep),
         prune=tuple(float(r) for r in prune),
+        prune_mode=s.str_("prune_mode", default="filter", choices=("filter", "kernel")),
         zero_mask=s.bool_("zero_mask", False),
+        zero_mask_mode=s.str_("zero_mask_mode", default="all", choices=("all", "surround")),
         lr_factor=s.float_("lr_factor", default=1.0, lo=0.0, lo_open=True),
         carry_optimizer=s.bool_("carry_optimizer", False),
         noise=s.float_("noise", default=0.0, lo=0.0),
@@ -139,23 +165,35 @@ def run(exp: "Experiment") -> None:
     for i, st in enumerate(stages):
         extra: dict[str, Any] = {}
         masks = carry = None
+        kernel_pruned: set[str] = set()
         if i == 0:
             model = exp.create(st.arch, st.classes, st.width)
         else:
             ratio = opt.prune[i - 1]
-            chain = expand(exp, result.model, stages[i - 1], st, i, ratio, pruned)
+            before = result.model
+            if ratio > 0 and getattr(opt, "prune_mode", "filter") == "kernel":
+                from netgrow.ops.kernel_prune import prune_kernels
+
+                before, kmasks = prune_kernels(before, ratio)
+                extra["pruned_kernels"] = int(sum(int(m.sum()) for m in kmasks.values()))
+                kernel_pruned, ratio = set(kmasks), 0.0
+            chain = expand(exp, before, stages[i - 1], st, i, ratio, pruned)
             pruned = pruned or ratio > 0
             model = chain.result()
+            kernel_pruned = g.carried_names(chain.map, kernel_pruned) if kernel_pruned else set()
             extra["growth_ops"] = chain.ops
             if opt.zero_mask:
                 tracked = g.carried_names(chain.map, tracked) | g.inserted_weights(model, chain.map)
-            if opt.carry_optimizer:
+            if opt.carry_optimizer or exp.trainer.config.cross_stage:
                 carry = (result.model, result.optimizer_state)
-        if tracked:
-            masks = g.zero_masks(model, tracked)
+        if tracked or kernel_pruned:  # zero-mask weights for good, kernel-pruned ones through this stage
+            surround = getattr(opt, "zero_mask_mode", "all") == "surround"
+            masks = g.zero_masks(model, tracked, surround_only=surround)
+            masks.update(g.zero_masks(model, kernel_pruned - tracked))
             extra["masked_params"] = sorted(masks)
             extra["masked_entries"] = int(sum(int(m.sum()) for m in masks.values()))
-        result = exp.run_stage(i, st, model, carry_from=carry, masks=masks, extra=extra)
+        role = "whole" if len(stages) == 1 else "first" if i == 0 else "last" if i == len(stages) - 1 else "middle"
+        result = exp.run_stage(i, st, model, carry_from=carry, masks=masks, extra=extra, schedule_role=role)
         if masks:
             x = exp.example_for(result.model)
             # Table 2 counts the parameters a zero-skipping deployment keeps

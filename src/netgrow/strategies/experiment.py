@@ -53,6 +53,7 @@ class DataConfig:
     seed: int = 0  # class order (netgrow.data.nested_subsets)
     limit_train: int | None = None  # keep at most this many training images (seeded, for quick runs)
     limit_test: int | None = None
+    val_fraction: float = 0.1  # stratified validation hold-out of the training set; every decision reads it
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class ModelConfig:
 
     arch: str | None = None
     width: float = 1.0
+    init: str = "default"  # "default" (PyTorch's) | "he" (Kaiming normal, fan_out; netgrow.models.init)
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfi
     model = ModelConfig(
         arch=model_s.str_("arch", default=None, choices=known_models()),
         width=model_s.float_("width", default=1.0, lo=0.0, hi=64.0, lo_open=True),
+        init=model_s.str_("init", default="default", choices=("default", "he")),
     )
     model_s.done()
     train_s = top.sub("train")
@@ -229,8 +232,33 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfi
     section = top.sub(spec.section, required=spec.section_required) if spec.section else None
     options = spec.parse(section, ctx)  # type: ignore[arg-type]
     top.done()
+    _check_decisions_have_validation(data, train, stopping, spec.decides_on_validation, strategy, source)
     return ExperimentConfig(name=name, strategy=strategy, seed=seed, out=out, data=data, model=model,
                             train=train, stopping=stopping, options=options, source=source)
+
+
+def _check_decisions_have_validation(data: DataConfig, train: TrainConfig, stopping: StoppingConfig,
+                                     strategy_rule: str | None, strategy: str, source: str) -> None:
+    """A rule that decides on accuracy needs the validation split (it never reads the test set)."""
+    if data.val_fraction > 0:
+        return
+    deciding = [k for k, on in (
+        (f"stopping.rule = {stopping.rule!r}", stopping.rule != "budget"),
+        ("train.plateau_patience", train.plateau_patience is not None),
+        (f"train.schedule = {train.schedule!r}", train.schedule in ("wsd", "plateau")),
+        (f"strategy {strategy!r} ({strategy_rule})", strategy_rule is not None),
+    ) if on]
+    if deciding:
+        raise ConfigError(f"{source}: data.val_fraction = 0 but {', '.join(deciding)} decides on validation accuracy; "
+                          "allowed: data.val_fraction in (0, 1), e.g. 0.1 (the test set is never decided on)")
+
+
+def _val_fraction(s: Section) -> float:
+    v = s.raw("val_fraction", 0.1)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
+        raise s.fail("val_fraction", v, "must be a fraction in [0, 1)",
+                     "e.g. 0.1 (10 % of the training set held out for every decision; 0 = no validation split)")
+    return float(v)
 
 
 def _parse_data(s: Section) -> DataConfig:
@@ -260,6 +288,7 @@ def _parse_data(s: Section) -> DataConfig:
         name=name, root=root, schedule=tuple(schedule), seed=s.int_("seed", default=0, lo=0),
         limit_train=s.int_("limit_train", default=None, lo=1, optional=True),
         limit_test=s.int_("limit_test", default=None, lo=1, optional=True),
+        val_fraction=_val_fraction(s),
     )
     s.done()
     return out

@@ -3,6 +3,9 @@
 ``baseline = "net2net"``: train the teacher, grow it function-preservingly into the student (Net2WiderNet
 to the student width, Net2DeeperNet to the student depth), train the student with the teacher's learning
 rate times ``lr_factor`` (the paper: about 1/10).
+Noise (``noise``, default 0.01): Net2WiderNet's copies of a unit get Gaussian noise of ``noise`` times the
+weight tensor's std on their incoming weights. Without it the copies receive identical gradients and stay
+identical forever, so the student never uses its extra width (the paper adds noise for this reason).
 ``baseline = "random_pad"``: as above but the new units of the widening are random (Net2WiderNet's baseline).
 ``baseline = "random_init"``: the student architecture trained from random initialisation, one stage.
 """
@@ -40,7 +43,7 @@ class Net2NetConfig:
     student_width: float
     baseline: str = "net2net"  # net2net | random_pad | random_init
     lr_factor: float = 0.1  # student lr = teacher lr * lr_factor (Net2Net appendix A)
-    noise: float = 0.0
+    noise: float = 0.01  # Net2WiderNet noise, a fraction of each weight tensor's std (breaks the copies' symmetry)
     teacher_epochs: int = 10
     student_epochs: int = 10
     carry_optimizer: bool = False
@@ -71,7 +74,7 @@ def parse(s: Section, ctx: ParseContext) -> Net2NetConfig:
         teacher_arch=teacher_arch, teacher_width=teacher_width, student_arch=student_arch,
         student_width=student_width, baseline=baseline,
         lr_factor=s.float_("lr_factor", default=0.1, lo=0.0, lo_open=True),
-        noise=s.float_("noise", default=0.0, lo=0.0),
+        noise=s.float_("noise", default=0.01, lo=0.0),
         teacher_epochs=s.int_("teacher_epochs", default=ctx.epochs, lo=1),
         student_epochs=s.int_("student_epochs", default=ctx.epochs, lo=1),
         carry_optimizer=s.bool_("carry_optimizer", False),

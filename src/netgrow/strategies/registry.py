@@ -52,7 +52,8 @@ class Strategy:
     options (a frozen dataclass, or None); ``plan(cfg, class_counts)`` the planned stages; ``run(exp)``
     trains them; ``first_models(cfg)`` lists ``(config key, arch, width)`` of every model the run builds
     from scratch (checked against the data before a run directory exists); ``check_model(cfg, model)``
-    any further check of such a model (e.g. the incremental partition).
+    any further check of such a model (e.g. the incremental partition); ``decides_on_validation`` names the
+    strategy's own rule that reads validation accuracy (then ``data.val_fraction = 0`` is refused).
     """
 
     name: str
@@ -63,6 +64,7 @@ class Strategy:
     section: str | None = None
     section_required: bool = False
     check_model: Callable[["ExperimentConfig", "nn.Module"], None] | None = None
+    decides_on_validation: str | None = None  # the strategy's own accuracy-driven rule, if any (needs val data)
 
 
 BUILTIN = {
