@@ -19,18 +19,21 @@ lives in ``netgrow.ops.rules``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from netgrow.graph.trace import shape_of, trace_with_shapes
+from netgrow.graph.capture import EXPORTED, capture
+from netgrow.graph.trace import shape_of
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ class ChannelGroup:
     reason: str | None = None
     is_output: bool = False
     uniform: str | None = None
+    unit: int = 1  # channels per unit of the first producer's output (head_dim for attention heads)
 
     @property
     def resizable(self) -> bool:
@@ -94,21 +98,32 @@ Layout = tuple[Segment, ...]
 
 
 @dataclass
+class _Multi:
+    """The value of ``split``/``chunk``: one tracked value (or ``None``) per piece."""
+
+    items: list[Any]
+
+
+@dataclass
 class ModuleUse:
     """How one module's tensors touch channel groups.
 
     ``kind="producer"``: a Conv/Linear; ``consumes`` is the layout of its input dim (``None`` if fixed),
     ``produces`` the group of its output dim. ``kind="channelwise"``: a module with per-channel tensors
     (BatchNorm, LayerNorm, GroupNorm, PReLU, depthwise conv); ``carries`` is the layout of those tensors'
-    dimension ``param_dim``.
+    dimension ``param_dim``. ``kind="param"``: one parameter used directly in forward (``get_attr``: an
+    RMSNorm weight, a learned positional embedding); ``name`` is its ``named_parameters()`` path and
+    ``carries`` the layout of its dimension ``param_dim``, copied by the mapping like a norm's weight.
     """
 
     name: str
-    kind: Literal["producer", "channelwise"]
+    kind: Literal["producer", "channelwise", "param"]
     consumes: Layout | None = None
     produces: int | None = None
     carries: Layout | None = None
     param_dim: int = 0
+    out_layout: Layout | None = None  # producers: the output dim's segments (heads: block = head_dim; split: parts)
+    feeds_from: str | None = None  # producers: the channel-wise use whose output is this layer's input, if direct
 
 
 @dataclass
@@ -117,6 +132,9 @@ class ChannelGraph:
 
     groups: list[ChannelGroup]
     modules: dict[str, ModuleUse]
+    # (module path, size, layout): a size an exported graph read from a module attribute (a split size, a view
+    # size); the ops set int attributes of that module equal to the size to the layout's new width
+    sizes: list[tuple[str, int, Layout]] = field(default_factory=list)
 
     def group(self, gid: int) -> ChannelGroup:
         return self.groups[gid]
@@ -162,6 +180,11 @@ _SPATIAL = {  # modules acting on the last k dims only, per channel (-2: all but
 _SOFTMAX = (nn.Softmax, nn.LogSoftmax, nn.Softmin)
 
 
+def is_transposed_linear(m: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2): a linear layer whose weight is stored (in, out)."""
+    return type(m).__name__ == "Conv1D" and hasattr(m, "nf") and getattr(m, "weight", None) is not None
+
+
 def is_depthwise(m: nn.Module) -> bool:
     """A conv with one filter per channel (groups == in == out): a per-channel op, not a producer."""
     return isinstance(m, _CONVS) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
@@ -201,10 +224,10 @@ _INTROSPECTION_METHODS = {"size", "dim", "numel", "ndimension", "nelement"}
 # ------------------------------------------------------------------------------------------ analysis
 @dataclass
 class _Info:
-    width: int
+    width: int  # in units (a unit = ``unit`` base channels of each member group; heads: head_dim)
     producers: list[str] = field(default_factory=list)
     passthrough: list[str] = field(default_factory=list)
-    consumers: list[Consumer] = field(default_factory=list)
+    consumers: list[tuple[Consumer, int]] = field(default_factory=list)  # with the member group it was seen on
     locks: list[str] = field(default_factory=list)
     uniform: list[str] = field(default_factory=list)
     is_output: bool = False
@@ -219,16 +242,30 @@ class _Analyser:
     def __init__(self, graph: fx.Graph, root: nn.Module):
         self.graph = graph
         self.mods = dict(root.named_modules())
+        self.params = dict(root.named_parameters(remove_duplicate=False))
+        # an exported graph has every size specialised to the example: its view sizes are not hard-coded widths
+        self.specialised = bool(getattr(graph, EXPORTED, False))
         self.parent: list[int] = []
         self.info: list[_Info] = []
-        self.val: dict[fx.Node, Tracked | None] = {}
+        # Segment blocks are counted per *base* channel of their group (a Fraction after a split into heads);
+        # unit[g] base channels of member group g move together, members[root] lists a root's member groups,
+        # parts[g] the groups a split divided g into.
+        self.unit: list[int] = []
+        self.members: list[list[int]] = []
+        self.parts: dict[int, list[int]] = {}
+        self.val: dict[fx.Node, Any] = {}
         self.uses: dict[str, ModuleUse] = {}
+        self.affine: dict[fx.Node, str] = {}
+        self.sizes: list[tuple[str, int, Layout]] = []  # value -> the channel-wise use that computed it (see feeds_from)
 
     # ---------------------------------------------------------------- union-find
     def new_group(self, width: int, lock: str | None = None) -> int:
-        self.parent.append(len(self.parent))
+        gid = len(self.parent)
+        self.parent.append(gid)
         self.info.append(_Info(width, locks=[lock] if lock else []))
-        return len(self.parent) - 1
+        self.unit.append(1)
+        self.members.append([gid])
+        return gid
 
     def find(self, g: int) -> int:
         while self.parent[g] != g:
@@ -246,6 +283,7 @@ class _Analyser:
         if ia.width != ib.width:  # a caller bug: layouts are checked before they are merged
             raise AssertionError(f"merging channel groups of widths {ia.width} and {ib.width}")
         self.parent[b] = a
+        self.members[a] += self.members[b]
         ia.producers += ib.producers
         ia.passthrough += ib.passthrough
         ia.consumers += ib.consumers
@@ -257,26 +295,92 @@ class _Analyser:
     def g(self, gid: int) -> _Info:
         return self.info[self.find(gid)]
 
+    def eff_block(self, s: Segment) -> Fraction:
+        """Positions per unit of the segment's group (an integer once the group is refined enough)."""
+        return Fraction(s.block) * self.unit[s.group]
+
     def seg_width(self, s: Segment) -> int:
-        return self.g(s.group).width * s.block
+        return int(self.g(s.group).width * self.eff_block(s))
+
+    def refine(self, gid: int, k: int) -> bool:
+        """Make ``k`` consecutive units of ``gid``'s group one unit (heads of head_dim channels; GQA groups)."""
+        root = self.find(gid)
+        info = self.info[root]
+        if k == 1:
+            return True
+        if info.width % k:
+            return False
+        info.width //= k
+        for m in self.members[root]:
+            self.unit[m] *= k
+        return True
+
+    def expand(self, layout: Layout | None) -> Layout | None:
+        """``layout`` with every group a split divided replaced by its parts."""
+        if layout is None or not any(s.group in self.parts for s in layout):
+            return layout
+        out: list[Segment] = []
+        for s in layout:
+            if s.group in self.parts:
+                out += self.expand(tuple(Segment(p, s.block) for p in self.parts[s.group]))  # type: ignore[operator]
+            else:
+                out.append(s)
+        return tuple(out)
+
+    def value(self, node: Any) -> Any:
+        """The tracked (dim, layout) of a node's value, with split groups expanded (``None``: fixed)."""
+        t = self.val.get(node) if isinstance(node, fx.Node) else None
+        if isinstance(t, tuple):
+            return t[0], self.expand(t[1])
+        return t
+
+    def partition(self, gid: int, sizes: list[int]) -> bool:
+        """Divide a not yet merged, unrefined group into consecutive parts of ``sizes`` channels (a split)."""
+        root = self.find(gid)
+        if self.members[root] != [gid] or self.unit[gid] != 1 or sum(sizes) != self.info[root].width:
+            return False
+        info = self.info[root]
+        parts, offset = [], 0
+        for size in sizes:
+            p = self.new_group(size)
+            pi = self.info[p]
+            pi.producers, pi.passthrough = list(info.producers), list(info.passthrough)
+            pi.locks, pi.uniform, pi.is_output = list(info.locks), list(info.uniform), info.is_output
+            pi.consumers = [
+                (Consumer(c.module, c.offset + int(offset * Fraction(c.block)), c.block), p) for c, _ in info.consumers
+            ]
+            parts.append(p)
+            offset += size
+        self.parts[gid] = parts
+        return True
 
     def lock(self, layout: Layout | None, reason: str) -> None:
-        for s in layout or ():
+        for s in self.expand(layout) or ():
             self.g(s.group).locks.append(reason)
 
     def same_structure(self, a: Layout, b: Layout) -> bool:
-        return len(a) == len(b) and all(
-            x.block == y.block and self.seg_width(x) == self.seg_width(y) for x, y in zip(a, b)
-        )
+        return len(a) == len(b) and all(self.seg_width(x) == self.seg_width(y) for x, y in zip(a, b))
+
+    def align(self, x: Segment, y: Segment) -> bool:
+        """Unite two segments covering the same positions; coarsen the finer group's units if needed
+        (GQA: a key/value head's unit covers the query heads that share it)."""
+        ex, ey = self.eff_block(x), self.eff_block(y)
+        if ex != ey:
+            if self.find(x.group) == self.find(y.group):
+                return False
+            fine, ratio = (x, ey / ex) if ex < ey else (y, ex / ey)
+            if ratio.denominator != 1 or not self.refine(fine.group, int(ratio)):
+                return False
+        self.union(x.group, y.group)
+        return True
 
     def merge_layouts(self, layouts: list[Layout], why: str) -> Layout | None:
         """Union layouts that must share one mapping (elementwise ops); lock all if they do not align."""
+        layouts = [self.expand(lay) for lay in layouts]  # type: ignore[misc]
         first = layouts[0]
         if all(self.same_structure(first, other) for other in layouts[1:]):
-            for other in layouts[1:]:
-                for x, y in zip(first, other):
-                    self.union(x.group, y.group)
-            return first
+            if all(self.align(x, y) for other in layouts[1:] for x, y in zip(first, other)):
+                return first
         for lay in layouts:
             self.lock(lay, why)
         return None
@@ -285,8 +389,10 @@ class _Analyser:
     def tracked_args(self, node: fx.Node) -> list[tuple[fx.Node, Tracked]]:
         out = []
         for a in _flat_nodes((node.args, node.kwargs)):
-            t = self.val.get(a)
-            if t is not None:
+            t = self.value(a)
+            if isinstance(t, _Multi):
+                out += [(a, i) for i in t.items if i is not None]
+            elif t is not None:
                 out.append((a, t))
         return out
 
@@ -295,7 +401,7 @@ class _Analyser:
             self.lock(lay, reason)
 
     def note_pass(self, name: str, layout: Layout) -> None:
-        for s in layout:
+        for s in self.expand(layout) or ():
             info = self.g(s.group)
             if name not in info.passthrough:
                 info.passthrough.append(name)
@@ -323,15 +429,16 @@ class _Analyser:
             if node.op == "placeholder":
                 self.val[node] = self.placeholder(node)
             elif node.op == "get_attr":
-                self.val[node] = None
+                self.val[node] = None  # a parameter's dims join a group where an op combines it with channels
             elif node.op == "call_module":
                 self.val[node] = self.call_module(node)
             elif node.op in ("call_function", "call_method"):
                 self.val[node] = self.call_function(node)
+                self.keep_affine(node)
             elif node.op == "output":
                 for a in _flat_nodes(node.args):
-                    t = self.val.get(a)
-                    for s in t[1] if t else ():
+                    t = self.value(a)
+                    for s in t[1] if isinstance(t, tuple) else ():
                         self.g(s.group).is_output = True
 
     def placeholder(self, node: fx.Node) -> Tracked | None:
@@ -348,15 +455,22 @@ class _Analyser:
         m = self.mods[name]
         desc = f"module {name!r} ({type(m).__name__})"
         x = node.args[0] if node.args else None
-        inp = self.val.get(x) if isinstance(x, fx.Node) else None
+        inp = self.value(x)
         in_shape, out_shape = shape_of(x), shape_of(node)
         extra = [a for a in _flat_nodes((node.args[1:], node.kwargs)) if self.val.get(a) is not None]
-        if extra or out_shape is None:
+        if extra or out_shape is None or isinstance(inp, _Multi):
             self.lock_inputs(node, f"{desc} takes or returns several tensors; netgrow cannot follow channels there")
             return None
 
-        if isinstance(m, (nn.Linear, *_CONVS)) and not is_depthwise(m):
+        if isinstance(m, (nn.Linear, *_CONVS)) and not is_depthwise(m) or is_transposed_linear(m):
             return self.producer(node, name, m, desc, inp, in_shape, out_shape)
+        if isinstance(m, nn.Embedding):
+            if inp is not None:  # indices never carry channels; a tracked index tensor is not an embedding input
+                self.lock(inp[1], f"{desc} looks up rows by these values")
+            gid = self.new_group(m.embedding_dim)
+            self.info[gid].producers.append(name)
+            use = self.record_use(ModuleUse(name, "producer", produces=gid, out_layout=(Segment(gid),)))
+            return len(out_shape) - 1, (Segment(use.produces),)  # type: ignore[arg-type]
         if is_depthwise(m) or isinstance(m, _PER_CHANNEL_NORMS) or (isinstance(m, nn.PReLU) and m.num_parameters > 1):
             ch = len(in_shape) - (m.weight.dim() - 2) - 1 if is_depthwise(m) else 1
             if inp is None:
@@ -371,12 +485,17 @@ class _Analyser:
             return inp
         if isinstance(m, nn.GroupNorm):
             return self.normalisation(name, m, desc, inp, in_shape, dims=range(1, len(in_shape)))
-        if isinstance(m, nn.LayerNorm):
+        if isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
             k = len(m.normalized_shape)
-            return self.normalisation(name, m, desc, inp, in_shape, dims=range(len(in_shape) - k, len(in_shape)))
+            out = self.normalisation(name, m, desc, inp, in_shape, dims=range(len(in_shape) - k, len(in_shape)))
+            if out is not None and name in self.uses:
+                self.affine[node] = name
+            return out
         if isinstance(m, (*_ELEMENTWISE, nn.PReLU)):
             if inp is not None:
                 self.note_pass(name, inp[1])
+                if isinstance(m, (nn.Dropout, nn.Identity)):
+                    self.pass_affine(node)
             return inp
         if type(m) in _SPATIAL:
             return self.spatial(name, desc, inp, in_shape, _SPATIAL[type(m)])
@@ -387,8 +506,29 @@ class _Analyser:
         self.lock_inputs(node, f"{desc} is not a layer type netgrow knows how to resize through")
         return None
 
+    def note_size(self, node: fx.Node, size: int, layout: Layout) -> None:
+        """Remember a literal size of a specialised graph that covers these channels (see ``ChannelGraph.sizes``)."""
+        stack = node.meta.get("nn_module_stack") or {}
+        if self.specialised and stack:
+            self.sizes.append((list(stack.values())[-1][0], int(size), layout))
+
+    def keep_affine(self, node: fx.Node) -> None:
+        """Reshapes and slices of other dims keep each channel's values: the channel-wise source stays."""
+        x = node.args[0] if node.args else None
+        name = getattr(node.target, "__name__", node.target)
+        out, inp = self.value(node), self.value(x)
+        if name in ("reshape", "view", "getitem", "contiguous") and isinstance(out, tuple) and isinstance(inp, tuple):
+            if out[1] == inp[1]:
+                self.pass_affine(node)
+
+    def pass_affine(self, node: fx.Node) -> None:
+        """A value-preserving op (dropout in eval, a copy) keeps its input's channel-wise source."""
+        x = node.args[0] if node.args else None
+        if isinstance(x, fx.Node) and x in self.affine and len(x.users) == 1:
+            self.affine[node] = self.affine[x]
+
     def producer(self, node, name, m, desc, inp, in_shape, out_shape) -> Tracked:
-        is_conv = isinstance(m, _CONVS)
+        is_conv = isinstance(m, _CONVS) and not is_transposed_linear(m)
         spatial = m.weight.dim() - 2 if is_conv else 0
         ch_in = len(in_shape) - spatial - 1 if is_conv else len(in_shape) - 1
         ch_out = len(out_shape) - spatial - 1 if is_conv else len(out_shape) - 1
@@ -401,12 +541,16 @@ class _Analyser:
         grouped = is_conv and m.groups > 1
         gid = self.new_group(out_shape[ch_out])
         self.info[gid].producers.append(name)
-        use = self.record_use(ModuleUse(name, "producer", consumes=consumes, produces=gid))
-        gid = self.find(use.produces)  # a module called twice produces one group
-        if consumes is not None:
+        x = node.args[0] if node.args else None
+        feeds = self.affine.get(x) if isinstance(x, fx.Node) and len(x.users) == 1 else None
+        use = self.record_use(
+            ModuleUse(name, "producer", consumes=consumes, produces=gid, out_layout=(Segment(gid),), feeds_from=feeds)
+        )
+        gid = use.produces  # a module called twice produces one group
+        if consumes is not None and use.consumes is consumes:
             offset = 0
             for s in consumes:
-                self.g(s.group).consumers.append(Consumer(name, offset, s.block))
+                self.g(s.group).consumers.append((Consumer(name, offset, s.block), s.group))  # type: ignore[arg-type]
                 offset += self.seg_width(s)
         if grouped:
             why = (
@@ -490,11 +634,24 @@ class _Analyser:
         fn, method = (node.target, None) if node.op == "call_function" else (None, node.target)
         desc = f"{getattr(fn, '__name__', fn) if fn else '.' + str(method) + '()'} at node {node.name!r}"
         x = node.args[0] if node.args else None
-        inp = self.val.get(x) if isinstance(x, fx.Node) else None
+        inp = self.value(x)
         in_shape, out_shape = shape_of(x), shape_of(node)
 
         if method in _INTROSPECTION_METHODS or fn is getattr:
             return None  # reads sizes; the size-derived values adapt to the new widths by themselves
+        if fn is operator.getitem and isinstance(inp, _Multi):
+            i = node.args[1]
+            return inp.items[i] if isinstance(i, int) and -len(inp.items) <= i < len(inp.items) else self.unknown(node, desc)
+        if isinstance(inp, _Multi):
+            return self.unknown(node, desc)
+        if fn in (torch.split, torch.chunk) or method in ("split", "chunk"):
+            return self.split(node, desc, inp, in_shape, chunk=fn is torch.chunk or method == "chunk")
+        if fn in (torch.matmul, operator.matmul) or method == "matmul":
+            return self.contraction(node, desc)
+        if fn is F.scaled_dot_product_attention:
+            return self.attention(node, desc)
+        if method == "expand":
+            return self.expand_dims(node, desc, inp, in_shape, out_shape)
         if out_shape is None:
             self.lock_inputs(node, f"{desc} does not return a tensor; netgrow cannot follow these channels")
             return None
@@ -504,6 +661,8 @@ class _Analyser:
             return inp  # a tensor argument only lends its dtype/device
         if fn in _UNARY_FUNCS or method in _UNARY_METHODS:
             if inp is not None and len(tracked) == 1 and in_shape == out_shape:
+                if method in ("clone", "contiguous", "to", "float", "double", "type", "type_as") or fn is F.dropout:
+                    self.pass_affine(node)
                 return inp
             return self.elementwise(node, desc, out_shape)
         if fn in _SPATIAL_FUNCS:
@@ -554,16 +713,27 @@ class _Analyser:
             self.lock_inputs(node, f"{desc} combines channels sitting in different dims {sorted(dims)}")
             return None
         od = dims.pop()
+        params: list[tuple[str, int]] = []
         for a in _flat_nodes((node.args, node.kwargs)):
             shape = shape_of(a)
             if shape is None or self.val.get(a) is not None:
                 continue
             ad = od - (nd - len(shape))
             if 0 <= ad < len(shape) and shape[ad] != 1:
+                if a.op == "get_attr" and str(a.target) in self.params and shape[ad] == out_shape[od]:
+                    params.append((str(a.target), ad))  # a parameter used directly: it follows the channels
+                    continue
                 self.lock_inputs(node, f"{desc} combines these channels with the fixed-size tensor {a.name!r}")
                 return None
         merged = self.merge_layouts(layouts, f"{desc} combines channels laid out differently")
-        return None if merged is None else (od, merged)
+        if merged is None:
+            return None
+        for pname, pdim in params:
+            self.record_use(ModuleUse(pname, "param", carries=merged, param_dim=pdim))
+            self.note_pass(pname, merged)
+            if len(params) == 1 and len(layouts) == 1 and node.target in (torch.mul, operator.mul, "mul"):
+                self.affine[node] = pname  # x * weight: a norm's scale, which a tied head may absorb
+        return od, merged
 
     def cat(self, node: fx.Node, desc: str, out_shape: tuple[int, ...]) -> Tracked | None:
         tensors = list(_arg(node, 0, "tensors", ()))
@@ -597,17 +767,152 @@ class _Analyser:
             sizes = list(sizes[0])
         for t in range(len(out_shape)):
             tail = math.prod(out_shape[t + 1 :])
-            if math.prod(out_shape[:t]) == outer and out_shape[t] * tail == width * inner and inner % tail == 0:
-                if len(sizes) == len(out_shape) and isinstance(sizes[t], int) and sizes[t] != -1:
-                    self.lock(
-                        lay,
-                        f"{desc} hard-codes size {sizes[t]} for the dim holding these channels; "
-                        f"write x.view(x.size(0), -1) or torch.flatten(x, 1) instead",
-                    )
+            if math.prod(out_shape[:t]) != outer or out_shape[t] * tail != width * inner:
+                continue
+            if inner % tail and tail % inner:
+                continue
+            hard = len(sizes) == len(out_shape) and isinstance(sizes[t], int) and sizes[t] != -1
+            if hard and not self.specialised and tail > inner:
+                self.lock(
+                    lay,
+                    f"{desc} splits or mixes these channels (shape {list(in_shape)} -> {list(out_shape)}) with a "
+                    f"hard-coded {sizes[t]}; a split into heads must say -1 there (x.view(B, T, -1, head_dim))",
+                )
+                return None
+            if hard and not self.specialised and out_shape[t] != in_shape[dim]:
+                self.lock(
+                    lay,
+                    f"{desc} hard-codes size {sizes[t]} for the dim holding these channels; "
+                    f"write -1 there (x.view(x.size(0), -1), x.view(B, T, -1, head_dim)) or torch.flatten(x, 1)",
+                )
+                return None
+            ratio = Fraction(inner, tail)  # < 1: the dim is split into (units, within-unit) dims, e.g. heads
+            new = tuple(Segment(s.group, s.block * ratio) for s in lay)
+            if hard and out_shape[t] != in_shape[dim]:
+                self.note_size(node, sizes[t], new)
+            for old_s, new_s in zip(lay, new):
+                e = self.eff_block(new_s)
+                if e.denominator != 1 and not self.refine(new_s.group, e.denominator):
+                    self.lock(lay, f"{desc} splits these channels into pieces of {tail // inner}, which do not "
+                                   f"divide the channels of {self.g(old_s.group).producers or 'the group'}")
                     return None
-                return t, tuple(Segment(s.group, s.block * (inner // tail)) for s in lay)
+            return t, new
         self.lock(lay, f"{desc} splits or mixes these channels (shape {list(in_shape)} -> {list(out_shape)})")
         return None
+
+    def split(self, node, desc, inp, in_shape, chunk: bool) -> _Multi | None:
+        """``split``/``chunk``: the mirror of ``cat`` (a fused q/k/v projection divides its group in three)."""
+        if inp is None:
+            return None
+        dim, lay = inp
+        nd = len(in_shape)
+        along = _norm_dim(_arg(node, 2 if not chunk else 2, "dim", 0), nd)
+        if along != dim:  # pieces along another dim all carry the same channels
+            n = _arg(node, 1, "chunks" if chunk else "split_size_or_sections", 1)
+            count = n if chunk else (len(n) if isinstance(n, (list, tuple)) else -(-in_shape[along] // n))
+            return _Multi([inp] * int(count))
+        size = in_shape[dim]
+        arg = _arg(node, 1, "chunks" if chunk else "split_size_or_sections", None)
+        if chunk:
+            step = -(-size // int(arg))
+            sizes = [min(step, size - i) for i in range(0, size, step)]
+        elif isinstance(arg, int):
+            sizes = [min(arg, size - i) for i in range(0, size, arg)]
+        else:
+            sizes = [int(v) for v in arg]
+        if not self.specialised and not chunk and isinstance(arg, int) and len(sizes) > 1:
+            self.lock(lay, f"{desc} hard-codes pieces of {arg} channels; use .chunk(n, dim) or "
+                           f"split(x.size({dim}) // n, dim) so the pieces follow the width")
+            return None
+        cuts = set(itertools.accumulate(sizes))
+        pos = 0
+        for s in lay:  # divide every segment a cut falls inside
+            w, e = self.seg_width(s), self.eff_block(s)
+            inner = sorted(c - pos for c in cuts if pos < c < pos + w)
+            if inner:
+                bounds = [0, *inner, w]
+                pieces = [Fraction(b - a) / e for a, b in zip(bounds, bounds[1:])]
+                if any(p.denominator != 1 for p in pieces) or not self.partition(s.group, [int(p) for p in pieces]):
+                    self.lock(lay, f"{desc} cuts through channels already joined with others; netgrow splits "
+                                   f"only a layer's own output (e.g. a fused q/k/v projection)")
+                    return None
+            pos += w
+        lay = self.expand(lay)
+        if isinstance(arg, int) and not chunk and len(sizes) > 1:
+            self.note_size(node, arg, lay[: len(lay) // len(sizes)] if len(lay) % len(sizes) == 0 else lay)
+        items, pos, k = [], 0, 0
+        for size in sizes:
+            piece: list[Segment] = []
+            while pos < sum(sizes[: len(items) + 1]) and k < len(lay):
+                piece.append(lay[k])
+                pos += self.seg_width(lay[k])
+                k += 1
+            items.append((dim, tuple(piece)))
+        return _Multi(items)
+
+    def contraction(self, node, desc) -> Tracked | None:
+        """``a @ b`` of two activations: batch dims join their groups; a contracted group is locked."""
+        a, b = node.args[0], node.args[1]
+        ta, tb = self.value(a), self.value(b)
+        sa, sb, so = shape_of(a), shape_of(b), shape_of(node)
+        if sa is None or sb is None or so is None or len(sa) < 2 or len(sb) < 2:
+            return self.unknown(node, desc)
+        out: list[Tracked] = []
+        for t, shape, contracted, kept in ((ta, sa, len(sa) - 1, len(so) - 2), (tb, sb, len(sb) - 2, len(so) - 1)):
+            if t is None:
+                continue
+            if t[0] == contracted:
+                self.lock(t[1], f"{desc} sums over these channels together with another activation")
+                return None
+            if t[0] in (len(shape) - 1, len(shape) - 2):
+                out.append((kept, t[1]))
+            else:
+                od = t[0] + len(so) - len(shape)
+                if shape[t[0]] != so[od]:
+                    return self.unknown(node, desc)
+                out.append((od, t[1]))
+        if not out:
+            return None
+        dims = {d for d, _ in out}
+        if len(dims) != 1:
+            self.lock_inputs(node, f"{desc} puts channels of its operands in different dims {sorted(dims)}")
+            return None
+        merged = self.merge_layouts([lay for _, lay in out], f"{desc} joins channels laid out differently")
+        return None if merged is None else (dims.pop(), merged)
+
+    def attention(self, node, desc) -> Tracked | None:
+        """``scaled_dot_product_attention(q, k, v, mask)``: heads of q, k and v are one group (q @ k^T per head,
+        then @ v), the head dim is contracted (never resized); GQA (``enable_gqa``) keeps key/value groups."""
+        q, k, v = (_arg(node, i, n, None) for i, n in enumerate(("query", "key", "value")))
+        vals = [self.value(t) for t in (q, k, v)]
+        mask = _arg(node, 3, "attn_mask", None)
+        if self.value(mask) is not None or any(t is None for t in vals):
+            self.lock_inputs(node, f"{desc} mixes channels of its mask, or of only some of q, k, v")
+            return None
+        nd = len(shape_of(q) or ())
+        if any(t[0] >= nd - 2 for t in vals):
+            self.lock_inputs(node, f"{desc} attends over the dim holding these channels (it must be a heads dim)")
+            return None
+        dims = {t[0] for t in vals}
+        if len(dims) != 1:
+            return self.unknown(node, desc)
+        nq, nk = (shape_of(q) or ())[vals[0][0]], (shape_of(k) or ())[vals[1][0]]
+        kv = [vals[1][1], vals[2][1]]
+        if nq != nk:  # grouped-query attention: query head h uses key/value head h // (nq // nk)
+            if nq % nk:
+                return self.unknown(node, desc)
+            kv = [tuple(Segment(s.group, s.block * (nq // nk)) for s in lay) for lay in kv]
+        merged = self.merge_layouts([vals[0][1], *kv], f"{desc} joins heads laid out differently")
+        return None if merged is None else (dims.pop(), merged)
+
+    def expand_dims(self, node, desc, inp, in_shape, out_shape) -> Tracked | None:
+        if inp is None or out_shape is None:
+            return None
+        od = inp[0] + len(out_shape) - len(in_shape)
+        if out_shape[od] != in_shape[inp[0]]:
+            self.lock(inp[1], f"{desc} broadcasts a single channel")
+            return None
+        return od, inp[1]
 
     def reduce(self, node, desc, inp, in_shape, out_shape) -> Tracked | None:
         if inp is None or len(self.tracked_args(node)) != 1:
@@ -619,6 +924,14 @@ class _Analyser:
             red = list(range(nd))
         red = [_norm_dim(d, nd) for d in (red if isinstance(red, (tuple, list)) else [red])]
         keep = bool(_arg(node, 2, "keepdim", False))
+        name = getattr(node.target, "__name__", str(node.target))
+        if dim in red and name == "mean" and len(red) == 1 and len(lay) == 1:
+            # a mean/variance over the channels (RMSNorm, LayerNorm written out) survives uniform replication
+            self.g(lay[0].group).uniform.append(
+                f"{desc} averages over these channels, so they can only grow by whole multiples of the width "
+                f"with every unit replicated equally"
+            )
+            return None
         if dim in red:
             self.lock(lay, f"{desc} reduces over these channels; replicated units would change it")
             return None
@@ -674,41 +987,48 @@ class _Analyser:
 
     # ---------------------------------------------------------------- result
     def result(self) -> ChannelGraph:
-        roots = sorted({self.find(i) for i in range(len(self.parent))})
+        roots = sorted({self.find(i) for i in range(len(self.parent)) if i not in self.parts})
         new_id = {r: i for i, r in enumerate(roots)}
         groups = []
         for r in roots:
             info = self.info[r]
             locks = list(dict.fromkeys(info.locks))
+            consumers = [Consumer(c.module, c.offset, int(Fraction(c.block) * self.unit[g])) for c, g in info.consumers]
             groups.append(
                 ChannelGroup(
                     id=new_id[r],
                     width=info.width,
                     producers=list(dict.fromkeys(info.producers)),
                     passthrough=list(dict.fromkeys(info.passthrough)),
-                    consumers=list(dict.fromkeys(info.consumers)),
+                    consumers=list(dict.fromkeys(consumers)),
                     locked=bool(locks),
                     reason="; ".join(locks) or None,
                     is_output=info.is_output,
                     uniform=info.uniform[0] if info.uniform else None,
+                    unit=self.unit[r],
                 )
             )
 
         def remap(layout: Layout | None) -> Layout | None:
-            return None if layout is None else tuple(Segment(new_id[self.find(s.group)], s.block) for s in layout)
+            if layout is None:
+                return None
+            return tuple(Segment(new_id[self.find(s.group)], int(self.eff_block(s))) for s in self.expand(layout))
 
-        modules = {
-            name: ModuleUse(
+        modules = {}
+        for name, u in self.uses.items():
+            out = remap(u.out_layout)
+            modules[name] = ModuleUse(
                 name,
                 u.kind,
                 consumes=remap(u.consumes),
-                produces=None if u.produces is None else new_id[self.find(u.produces)],
+                produces=out[0].group if out else None,
                 carries=remap(u.carries),
                 param_dim=u.param_dim,
+                out_layout=out,
+                feeds_from=u.feeds_from,
             )
-            for name, u in self.uses.items()
-        }
-        return ChannelGraph(groups, modules)
+        sizes = [(path, size, remap(lay)) for path, size, lay in self.sizes]
+        return ChannelGraph(groups, modules, sizes)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------ small helpers
@@ -740,7 +1060,7 @@ def analyse(model: nn.Module, example_input: torch.Tensor) -> ChannelGraph:
     The model is not changed (shapes are propagated on a meta-device copy, or in eval mode under
     ``no_grad`` with the training flags restored).
     """
-    analyser = _Analyser(*trace_with_shapes(model, example_input))
+    analyser = _Analyser(*capture(model, example_input))
     analyser.run()
     graph = analyser.result()
     log.debug("%s: %d channel groups", type(model).__name__, len(graph.groups))

@@ -82,6 +82,26 @@ class LinearRule(Rule):
         return torch.empty(shape, dtype=dtype).uniform_(-bound, bound, generator=gen)
 
 
+class TransposedLinearRule(LinearRule):
+    """Hugging Face's ``Conv1D`` (GPT-2): a linear layer with weight stored (in, out) and width ``nf``."""
+
+    tensors = {"out": {"weight": 1, "bias": 0}, "in": {"weight": 0}}
+    widths = {"out": ("nf",)}
+
+    def fresh(self, module, name, shape, dtype, gen):
+        return torch.empty(shape, dtype=dtype).normal_(0.0, 0.02, generator=gen)  # Conv1D's own init
+
+
+class EmbeddingRule(Rule):
+    """``nn.Embedding``: weight (num_embeddings, embedding_dim); its output dim is the embedding dim."""
+
+    tensors = {"out": {"weight": 1}}
+    widths = {"out": ("embedding_dim",)}
+
+    def fresh(self, module, name, shape, dtype, gen):
+        return torch.empty(shape, dtype=dtype).normal_(0.0, 1.0, generator=gen)  # PyTorch's default init
+
+
 class ConvRule(LinearRule):
     """``nn.Conv1d/2d/3d`` (groups=1): weight (out, in, *k); depthwise (groups == channels) in role "pass"."""
 
@@ -157,8 +177,12 @@ RULES: dict[type[nn.Module], Rule] = {
     nn.InstanceNorm3d: BatchNormRule(),
     nn.GroupNorm: GroupNormRule(),
     nn.LayerNorm: LayerNormRule(),
+    nn.RMSNorm: LayerNormRule(),
     nn.PReLU: PReLURule(),
+    nn.Embedding: EmbeddingRule(),
 }
+# third-party layer types netgrow knows without importing their package, by class name
+NAMED_RULES: dict[str, Rule] = {"Conv1D": TransposedLinearRule()}
 
 
 def rule_for(module: nn.Module) -> Rule:
@@ -166,6 +190,8 @@ def rule_for(module: nn.Module) -> Rule:
     for cls in type(module).__mro__:
         if cls in RULES:
             return RULES[cls]
+    if type(module).__name__ in NAMED_RULES:
+        return NAMED_RULES[type(module).__name__]
     raise NetgrowTypeError(
         f"netgrow has no resize rule for {type(module).__name__}; add one to netgrow.ops.rules.RULES "
         f"(known: {sorted(c.__name__ for c in RULES)})"

@@ -8,7 +8,7 @@ n units, which Net2WiderNet keeps in place.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -41,6 +41,8 @@ def eval_mode(*models: nn.Module) -> Iterator[None]:
 def _first_output(out: Any) -> torch.Tensor | None:
     if isinstance(out, torch.Tensor):
         return out
+    if isinstance(out, Mapping):  # Hugging Face ModelOutput: logits / last hidden state first
+        out = tuple(v for v in out.values() if v is not None)
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
     return None
