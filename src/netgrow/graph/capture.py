@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from netgrow.errors import TraceError
-from netgrow.graph.trace import SHAPE, _eval_mode, trace_with_shapes
+from netgrow.graph.trace import SHAPE, eval_mode, trace_with_shapes
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def export_kwargs(model: nn.Module) -> dict[str, Any]:
 
 def export_graph(model: nn.Module, example_input: torch.Tensor) -> fx.Graph:
     """``torch.export`` the model on ``example_input`` (eval mode) and translate the graph (module docstring)."""
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         ep = torch.export.export(model, (example_input,), kwargs=export_kwargs(model), strict=False)
     return _Translator(model, ep).run()
 

@@ -29,9 +29,9 @@ from fractions import Fraction
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
+from netgrow.graph import rules
 from netgrow.graph.capture import EXPORTED, capture
 from netgrow.graph.trace import shape_of
 
@@ -123,7 +123,7 @@ class ModuleUse:
     carries: Layout | None = None
     param_dim: int = 0
     out_layout: Layout | None = None  # producers: the output dim's segments (heads: block = head_dim; split: parts)
-    feeds_from: str | None = None  # producers: the channel-wise use whose output is this layer's input, if direct
+    feeds_from: str | None = None  # producers: the channel-wise use whose output is this layer's only input
 
 
 @dataclass
@@ -158,69 +158,6 @@ class ChannelGraph:
         return sum(self.groups[s.group].width * s.block for s in layout)
 
 
-# ------------------------------------------------------------------------------------------ layer roles
-# How channels flow through each standard layer type. (How to resize its tensors is ops/rules.py's job.)
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_PER_CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-_ELEMENTWISE = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
-    nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
-    nn.Threshold, nn.Hardshrink, nn.Softshrink, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
-)  # fmt: skip
-_SPATIAL = {  # modules acting on the last k dims only, per channel (-2: all but batch and channel)
-    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
-    nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
-    nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
-    nn.LPPool1d: 1, nn.LPPool2d: 2, nn.Upsample: -2, nn.UpsamplingNearest2d: 2, nn.UpsamplingBilinear2d: 2,
-    nn.ZeroPad1d: 1, nn.ZeroPad2d: 2, nn.ZeroPad3d: 3, nn.ConstantPad1d: 1, nn.ConstantPad2d: 2,
-    nn.ConstantPad3d: 3, nn.ReflectionPad1d: 1, nn.ReflectionPad2d: 2, nn.ReflectionPad3d: 3,
-    nn.ReplicationPad1d: 1, nn.ReplicationPad2d: 2, nn.ReplicationPad3d: 3,
-}  # fmt: skip
-_SOFTMAX = (nn.Softmax, nn.LogSoftmax, nn.Softmin)
-
-
-def is_transposed_linear(m: nn.Module) -> bool:
-    """Hugging Face's ``Conv1D`` (GPT-2): a linear layer whose weight is stored (in, out)."""
-    return type(m).__name__ == "Conv1D" and hasattr(m, "nf") and getattr(m, "weight", None) is not None
-
-
-def is_depthwise(m: nn.Module) -> bool:
-    """A conv with one filter per channel (groups == in == out): a per-channel op, not a producer."""
-    return isinstance(m, _CONVS) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
-
-
-# functions/methods that act on each element (or each channel) on their own
-_UNARY_FUNCS = {
-    F.relu, F.relu_, F.relu6, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.leaky_relu, F.hardtanh,
-    F.hardswish, F.hardsigmoid, F.softplus, F.softsign, F.logsigmoid, F.tanhshrink, F.threshold,
-    F.sigmoid, F.tanh, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-    torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.abs, torch.neg, torch.sqrt, torch.square,
-    torch.clamp, torch.clip, torch.nn.functional.hardshrink, operator.neg, operator.pos,
-}  # fmt: skip
-_UNARY_METHODS = {
-    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "abs", "neg", "sqrt", "square",
-    "clamp", "clamp_", "clip", "contiguous", "clone", "detach", "float", "double", "half", "bfloat16",
-    "to", "type", "type_as", "cpu", "cuda", "requires_grad_",
-}  # fmt: skip
-_SPATIAL_FUNCS = {
-    F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3, F.avg_pool1d: 1, F.avg_pool2d: 2, F.avg_pool3d: 3,
-    F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3,
-    F.adaptive_max_pool1d: 1, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3, F.interpolate: -2,
-}  # fmt: skip
-_BINARY_FUNCS = {
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.pow, operator.iadd, operator.isub,
-    operator.imul, operator.itruediv, torch.add, torch.sub, torch.subtract, torch.mul, torch.multiply,
-    torch.div, torch.true_divide, torch.maximum, torch.minimum, torch.where, torch.pow,
-}  # fmt: skip
-_BINARY_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum", "minimum", "pow", "where"}
-_REDUCE = {"mean", "sum", "amax", "amin", "std", "var", "logsumexp", "prod"}
-_REDUCE_FUNCS = {torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var}
-_SOFTMAX_FUNCS = {F.softmax, F.log_softmax, F.softmin, torch.softmax, torch.log_softmax}
-_RESHAPE_METHODS = {"view", "reshape"}
-_INTROSPECTION_METHODS = {"size", "dim", "numel", "ndimension", "nelement"}
-
-
 # ------------------------------------------------------------------------------------------ analysis
 @dataclass
 class _Info:
@@ -234,6 +171,28 @@ class _Info:
 
 
 Tracked = tuple[int, Layout]  # (dim, layout) of a tensor value with resizable channels
+
+
+@dataclass
+class _Call:
+    """One call node with what the analysis needs: its module (if any), rule, input layout and shapes."""
+
+    node: fx.Node
+    module: nn.Module | None
+    rule: rules.LayerRule | None
+    name: str  # the module's name, "" for functions and methods
+    desc: str
+    inp: Tracked | None
+    in_shape: tuple[int, ...] | None
+    out_shape: tuple[int, ...] | None
+
+
+_COPIES = ("clone", "contiguous", "to", "float", "double", "type", "type_as")
+
+
+def is_depthwise(m: nn.Module) -> bool:
+    """A conv with one filter per channel (groups == in == out): a per-channel op, not a producer."""
+    return rules.module_rule(m) is rules.DEPTHWISE_CONV
 
 
 class _Analyser:
@@ -266,6 +225,7 @@ class _Analyser:
         self.unit.append(1)
         self.members.append([gid])
         return gid
+
 
     def find(self, g: int) -> int:
         while self.parent[g] != g:
@@ -429,11 +389,9 @@ class _Analyser:
             if node.op == "placeholder":
                 self.val[node] = self.placeholder(node)
             elif node.op == "get_attr":
-                self.val[node] = None  # a parameter's dims join a group where an op combines it with channels
-            elif node.op == "call_module":
-                self.val[node] = self.call_module(node)
-            elif node.op in ("call_function", "call_method"):
-                self.val[node] = self.call_function(node)
+                self.val[node] = None
+            elif node.op in ("call_module", "call_function", "call_method"):
+                self.val[node] = self.call(node)
                 self.keep_affine(node)
             elif node.op == "output":
                 for a in _flat_nodes(node.args):
@@ -449,62 +407,47 @@ class _Analyser:
         gid = self.new_group(shape[dim], lock=f"the network input {node.target!r} has a fixed number of channels")
         return dim, (Segment(gid),)
 
-    # ---------------------------------------------------------------- modules
-    def call_module(self, node: fx.Node) -> Tracked | None:
-        name = str(node.target)
-        m = self.mods[name]
-        desc = f"module {name!r} ({type(m).__name__})"
+    # ---------------------------------------------------------------- layers (modules, functions, methods)
+    def call(self, node: fx.Node) -> Tracked | None:
+        """One call: look its rule up in the registry and let the rule's role (and flow) say what happens."""
+        m = self.mods[str(node.target)] if node.op == "call_module" else None
         x = node.args[0] if node.args else None
-        inp = self.value(x)
-        in_shape, out_shape = shape_of(x), shape_of(node)
-        extra = [a for a in _flat_nodes((node.args[1:], node.kwargs)) if self.val.get(a) is not None]
-        if extra or out_shape is None or isinstance(inp, _Multi):
-            self.lock_inputs(node, f"{desc} takes or returns several tensors; netgrow cannot follow channels there")
-            return None
-
-        if isinstance(m, (nn.Linear, *_CONVS)) and not is_depthwise(m) or is_transposed_linear(m):
-            return self.producer(node, name, m, desc, inp, in_shape, out_shape)
-        if isinstance(m, nn.Embedding):
-            if inp is not None:  # indices never carry channels; a tracked index tensor is not an embedding input
-                self.lock(inp[1], f"{desc} looks up rows by these values")
-            gid = self.new_group(m.embedding_dim)
-            self.info[gid].producers.append(name)
-            use = self.record_use(ModuleUse(name, "producer", produces=gid, out_layout=(Segment(gid),)))
-            return len(out_shape) - 1, (Segment(use.produces),)  # type: ignore[arg-type]
-        if is_depthwise(m) or isinstance(m, _PER_CHANNEL_NORMS) or (isinstance(m, nn.PReLU) and m.num_parameters > 1):
-            ch = len(in_shape) - (m.weight.dim() - 2) - 1 if is_depthwise(m) else 1
-            if inp is None:
+        c = _Call(
+            node=node,
+            module=m,
+            rule=rules.node_rule(node.op, node.target, self.mods),
+            name=str(node.target) if m is not None else "",
+            desc=_describe(node, m),
+            inp=self.value(x),
+            in_shape=shape_of(x),
+            out_shape=shape_of(node),
+        )
+        if m is not None:
+            extra = [a for a in _flat_nodes((node.args[1:], node.kwargs)) if self.val.get(a) is not None]
+            if extra or c.out_shape is None or isinstance(c.inp, _Multi):
+                self.lock_inputs(node, f"{c.desc} takes or returns several tensors; netgrow cannot follow channels there")
                 return None
-            if inp[0] != ch:
-                if is_depthwise(m):
-                    self.lock(inp[1], f"{desc} convolves over dim {inp[0]}, which holds these channels")
-                    return None
-                return inp  # per-channel over another, fixed dim: these channels pass untouched
-            self.record_use(ModuleUse(name, "channelwise", carries=inp[1]))
-            self.note_pass(name, inp[1])
-            return inp
-        if isinstance(m, nn.GroupNorm):
-            return self.normalisation(name, m, desc, inp, in_shape, dims=range(1, len(in_shape)))
-        if isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
-            k = len(m.normalized_shape)
-            out = self.normalisation(name, m, desc, inp, in_shape, dims=range(len(in_shape) - k, len(in_shape)))
-            if out is not None and name in self.uses:
-                self.affine[node] = name
-            return out
-        if isinstance(m, (*_ELEMENTWISE, nn.PReLU)):
-            if inp is not None:
-                self.note_pass(name, inp[1])
-                if isinstance(m, (nn.Dropout, nn.Identity)):
-                    self.pass_affine(node)
-            return inp
-        if type(m) in _SPATIAL:
-            return self.spatial(name, desc, inp, in_shape, _SPATIAL[type(m)])
-        if isinstance(m, _SOFTMAX):
-            return self.softmax(name, desc, inp, in_shape, m.dim)
-        if isinstance(m, nn.Flatten):
-            return self.flatten(desc, inp, in_shape, m.start_dim, m.end_dim)
-        self.lock_inputs(node, f"{desc} is not a layer type netgrow knows how to resize through")
-        return None
+        elif not self.tracked_args(node):
+            return None
+        if c.rule is not None and c.rule.flow == "size":
+            return None  # reads sizes; the size-derived values adapt to the new widths by themselves
+        if isinstance(c.inp, _Multi):  # pieces of a split: only indexing picks one
+            if node.target is operator.getitem and isinstance(node.args[1], int):
+                i = node.args[1]
+                return c.inp.items[i] if -len(c.inp.items) <= i < len(c.inp.items) else self.unknown(node, c.desc)
+            return self.unknown(node, c.desc)
+        if c.rule is not None and c.rule.flow == "split":
+            return self.flow_split(c)
+        if c.out_shape is None:
+            self.lock_inputs(node, f"{c.desc} does not return a tensor; netgrow cannot follow these channels")
+            return None
+        if c.rule is None or c.rule.role == "boundary":
+            return self.unknown(node, c.desc, c.rule.reason if c.rule is not None else None)
+        if c.rule.role in ("producer", "consumer"):
+            return self.producer(c)
+        if c.rule.role == "channelwise":
+            return self.channelwise(c)
+        return getattr(self, f"flow_{c.rule.flow}")(c)
 
     def note_size(self, node: fx.Node, size: int, layout: Layout) -> None:
         """Remember a literal size of a specialised graph that covers these channels (see ``ChannelGraph.sizes``)."""
@@ -527,177 +470,164 @@ class _Analyser:
         if isinstance(x, fx.Node) and x in self.affine and len(x.users) == 1:
             self.affine[node] = self.affine[x]
 
-    def producer(self, node, name, m, desc, inp, in_shape, out_shape) -> Tracked:
-        is_conv = isinstance(m, _CONVS) and not is_transposed_linear(m)
-        spatial = m.weight.dim() - 2 if is_conv else 0
-        ch_in = len(in_shape) - spatial - 1 if is_conv else len(in_shape) - 1
-        ch_out = len(out_shape) - spatial - 1 if is_conv else len(out_shape) - 1
+    def producer(self, c: _Call) -> Tracked | None:
+        """Conv/Linear: the input channels are consumed, the output channels are a new group."""
+        rule, name, inp = c.rule, c.name, c.inp
         consumes = None
-        if inp is not None:
-            if inp[0] == ch_in:
-                consumes = inp[1]
-            else:
-                self.lock(inp[1], f"{desc} is applied along dim {ch_in} while these channels sit in dim {inp[0]}")
-        grouped = is_conv and m.groups > 1
-        gid = self.new_group(out_shape[ch_out])
-        self.info[gid].producers.append(name)
-        x = node.args[0] if node.args else None
+        if rule.in_dim is None:  # a lookup (embedding): its input holds indices, never channels
+            if inp is not None:
+                self.lock(inp[1], f"{c.desc} looks rows up by these values")
+        else:
+            ch_in = rules.resolve_dim(rule.in_dim, c.module, len(c.in_shape))
+            if inp is not None:
+                if inp[0] == ch_in:
+                    consumes = inp[1]
+                else:
+                    self.lock(inp[1], f"{c.desc} is applied along dim {ch_in} while these channels sit in dim {inp[0]}")
+        gid = None
+        if rule.role == "producer":
+            ch_out = rules.resolve_dim(rule.out_dim, c.module, len(c.out_shape))
+            gid = self.new_group(c.out_shape[ch_out])
+            self.info[gid].producers.append(name)
+        x = c.node.args[0] if c.node.args else None
         feeds = self.affine.get(x) if isinstance(x, fx.Node) and len(x.users) == 1 else None
         use = self.record_use(
-            ModuleUse(name, "producer", consumes=consumes, produces=gid, out_layout=(Segment(gid),), feeds_from=feeds)
-        )
-        gid = use.produces  # a module called twice produces one group
+            ModuleUse(
+                name, "producer", consumes=consumes, produces=gid,
+                out_layout=None if gid is None else (Segment(gid),), feeds_from=feeds,
+            )
+        )  # fmt: skip
         if consumes is not None and use.consumes is consumes:
             offset = 0
             for s in consumes:
                 self.g(s.group).consumers.append((Consumer(name, offset, s.block), s.group))  # type: ignore[arg-type]
                 offset += self.seg_width(s)
-        if grouped:
-            why = (
-                f"grouped conv {name!r} (groups={m.groups}) couples its input and output channels group by group; "
-                f"netgrow resizes only ordinary (groups=1) and depthwise convs"
-            )
+        if rule.reason:
+            why = rule.reason.replace("{name}", repr(name))
             self.lock(consumes, why)
-            self.g(gid).locks.append(why)
-        return ch_out, (Segment(gid),)
+            if gid is not None:
+                self.g(gid).locks.append(why)
+        if gid is None:
+            return None  # a consumer's output channels are fixed
+        return ch_out, (Segment(use.produces),)  # type: ignore[arg-type]  # a module called twice: one group
 
-    def normalisation(self, name, m, desc, inp, in_shape, dims) -> Tracked | None:
-        """LayerNorm/GroupNorm: statistics over the channels survive only uniform replication."""
+    def channelwise(self, c: _Call) -> Tracked | None:
+        """Per-channel tensors along the channels (norms, PReLU, depthwise conv); norms may also mix them."""
+        rule, inp = c.rule, c.inp
         if inp is None:
             return None
         dim, lay = inp
-        if dim not in dims:
-            return inp  # normalises over other, fixed dims
-        if len(lay) > 1:
-            self.lock(lay, f"{desc} normalises over channels of several concatenated groups at once")
-            return inp
-        if isinstance(m, nn.GroupNorm) and (dim != 1 or lay[0].block != 1):
-            self.lock(lay, f"{desc} groups channels that are not in dim 1")
-            return inp
-        self.g(lay[0].group).uniform.append(
-            f"{desc} normalises over these channels, so they can only grow by whole multiples of the width "
-            f"with every unit replicated equally"
-        )
-        self.note_pass(name, lay)
-        has_params = any(p is not None for p in (getattr(m, "weight", None), getattr(m, "bias", None)))
-        if has_params:
-            # GroupNorm's tensors are per channel; LayerNorm's span the normalised dims
-            pdim = 0 if isinstance(m, nn.GroupNorm) else dim - (len(in_shape) - len(m.normalized_shape))
-            self.record_use(ModuleUse(name, "channelwise", carries=lay, param_dim=pdim))
-        elif isinstance(m, nn.GroupNorm):  # num_groups must still follow the width
-            self.record_use(ModuleUse(name, "channelwise", carries=lay))
+        nd = len(c.in_shape)
+        if rule.normalises is not None:
+            if dim not in rule.normalises(c.module, nd):
+                return inp  # normalises over other, fixed dims
+            if len(lay) > 1:
+                self.lock(lay, f"{c.desc} normalises over channels of several concatenated groups at once")
+                return inp
+            if rule.in_dim is not None and (dim != rules.resolve_dim(rule.in_dim, c.module, nd) or lay[0].block != 1):
+                self.lock(lay, f"{c.desc} groups channels that are not in dim {rule.in_dim}")
+                return inp
+            self.g(lay[0].group).uniform.append(
+                f"{c.desc} normalises over these channels, so they can only grow by whole multiples of the width "
+                f"with every unit replicated equally"
+            )
+        elif dim != rules.resolve_dim(rule.in_dim, c.module, nd):
+            if rule.off_dim == "lock":
+                self.lock(lay, f"{c.desc} convolves over dim {dim}, which holds these channels")
+                return None
+            return inp  # per-channel over another, fixed dim: these channels pass untouched
+        pdim = rule.param_dim(c.module, nd, dim) if rule.param_dim is not None else 0
+        self.note_pass(c.name, lay)
+        self.record_use(ModuleUse(c.name, "channelwise", carries=lay, param_dim=pdim))
+        if rule.normalises is not None and c.module is not None and getattr(c.module, "weight", None) is not None:
+            self.affine[c.node] = c.name  # a norm's affine output: a tied head after it may take its division
         return inp
 
-    def spatial(self, name, desc, inp, in_shape, k) -> Tracked | None:
-        if inp is None:
+    # ---------------------------------------------------------------- pass-through flows
+    def flow_same(self, c: _Call) -> Tracked | None:
+        """Acts on each element on its own (activations, dropout, casts)."""
+        if c.module is not None:
+            if c.inp is not None:
+                self.note_pass(c.name, c.inp[1])
+                if c.rule.keeps_range and not c.rule.activation:  # dropout (identity in eval), Identity
+                    self.pass_affine(c.node)
+            return c.inp
+        if c.inp is not None and len(self.tracked_args(c.node)) == 1 and c.in_shape == c.out_shape:
+            if c.rule.keeps_range and not c.rule.activation or c.node.target in _COPIES:
+                self.pass_affine(c.node)
+            return c.inp
+        return self.flow_elementwise(c)
+
+    def flow_cast(self, c: _Call) -> Tracked | None:
+        """``.to(other)``/``.type_as(other)``: a tensor argument only lends its dtype/device."""
+        if c.inp is not None and c.in_shape == c.out_shape:
+            self.pass_affine(c.node)
+            return c.inp
+        return self.flow_same(c)
+
+    def flow_spatial(self, c: _Call) -> Tracked | None:
+        """Acts on the last k dims only, per channel (pooling, padding, upsampling)."""
+        if c.module is None and len(self.tracked_args(c.node)) != 1:
+            return self.unknown(c.node, c.desc)
+        if c.inp is None:
             return None
+        k = c.rule.spatial
+        if k is None:  # F.pad: two numbers per padded dim
+            k = len(_arg(c.node, 1, "pad", ())) // 2
         if k < 0:
-            k = len(in_shape) + k
-        if inp[0] >= len(in_shape) - k:
-            self.lock(inp[1], f"{desc} acts along dim {inp[0]}, which holds these channels")
+            k = len(c.in_shape) + k
+        if c.inp[0] >= len(c.in_shape) - k:
+            self.lock(c.inp[1], f"{c.desc} acts along dim {c.inp[0]}, which holds these channels")
             return None
-        if name:
-            self.note_pass(name, inp[1])
-        return inp
+        if c.name:
+            self.note_pass(c.name, c.inp[1])
+        return c.inp
 
-    def softmax(self, name, desc, inp, in_shape, dim) -> Tracked | None:
-        if inp is None:
+    def flow_along(self, c: _Call) -> Tracked | None:
+        """Softmax & co: mixes the units along ``dim``; passes channels sitting in any other dim."""
+        if c.inp is None:
             return None
-        if dim is None or _norm_dim(dim, len(in_shape)) == inp[0]:
-            self.lock(inp[1], f"{desc} normalises over these channels; replicated units would change it")
+        dim = c.module.dim if c.module is not None else _arg(c.node, 1, "dim", None)
+        if dim is None or _norm_dim(dim, len(c.in_shape)) == c.inp[0]:
+            self.lock(c.inp[1], f"{c.desc} normalises over these channels; replicated units would change it")
             return None
-        if name:
-            self.note_pass(name, inp[1])
-        return inp
+        if c.name:
+            self.note_pass(c.name, c.inp[1])
+        return c.inp
 
-    def flatten(self, desc, inp, in_shape, start, end) -> Tracked | None:
-        if inp is None:
+    def flow_flatten(self, c: _Call) -> Tracked | None:
+        if c.inp is None:
             return None
-        nd = len(in_shape)
+        if c.module is not None:
+            start, end = c.module.start_dim, c.module.end_dim
+        else:
+            start, end = _arg(c.node, 1, "start_dim", 0), _arg(c.node, 2, "end_dim", -1)
+        nd = len(c.in_shape)
         start, end = _norm_dim(start, nd), _norm_dim(end, nd)
-        dim, lay = inp
+        dim, lay = c.inp
         if dim < start:
-            return inp
+            return c.inp
         if dim > end:
             return dim - (end - start), lay
-        if any(s != 1 for s in in_shape[start:dim]):
-            self.lock(lay, f"{desc} interleaves these channels with dims {list(range(start, dim))} before them")
+        if any(s != 1 for s in c.in_shape[start:dim]):
+            self.lock(lay, f"{c.desc} interleaves these channels with dims {list(range(start, dim))} before them")
             return None
-        block = math.prod(in_shape[dim + 1 : end + 1])
+        block = math.prod(c.in_shape[dim + 1 : end + 1])
         return start, tuple(Segment(s.group, s.block * block) for s in lay)
 
-    # ---------------------------------------------------------------- functions and methods
-    def call_function(self, node: fx.Node) -> Tracked | None:
-        tracked = self.tracked_args(node)
-        if not tracked:
-            return None
-        fn, method = (node.target, None) if node.op == "call_function" else (None, node.target)
-        desc = f"{getattr(fn, '__name__', fn) if fn else '.' + str(method) + '()'} at node {node.name!r}"
-        x = node.args[0] if node.args else None
-        inp = self.value(x)
-        in_shape, out_shape = shape_of(x), shape_of(node)
-
-        if method in _INTROSPECTION_METHODS or fn is getattr:
-            return None  # reads sizes; the size-derived values adapt to the new widths by themselves
-        if fn is operator.getitem and isinstance(inp, _Multi):
-            i = node.args[1]
-            return inp.items[i] if isinstance(i, int) and -len(inp.items) <= i < len(inp.items) else self.unknown(node, desc)
-        if isinstance(inp, _Multi):
-            return self.unknown(node, desc)
-        if fn in (torch.split, torch.chunk) or method in ("split", "chunk"):
-            return self.split(node, desc, inp, in_shape, chunk=fn is torch.chunk or method == "chunk")
-        if fn in (torch.matmul, operator.matmul) or method == "matmul":
-            return self.contraction(node, desc)
-        if fn is F.scaled_dot_product_attention:
-            return self.attention(node, desc)
-        if method == "expand":
-            return self.expand_dims(node, desc, inp, in_shape, out_shape)
-        if out_shape is None:
-            self.lock_inputs(node, f"{desc} does not return a tensor; netgrow cannot follow these channels")
-            return None
-        if fn in _BINARY_FUNCS or method in _BINARY_METHODS:
-            return self.elementwise(node, desc, out_shape)
-        if method in ("to", "type_as") and inp is not None and in_shape == out_shape:
-            return inp  # a tensor argument only lends its dtype/device
-        if fn in _UNARY_FUNCS or method in _UNARY_METHODS:
-            if inp is not None and len(tracked) == 1 and in_shape == out_shape:
-                if method in ("clone", "contiguous", "to", "float", "double", "type", "type_as") or fn is F.dropout:
-                    self.pass_affine(node)
-                return inp
-            return self.elementwise(node, desc, out_shape)
-        if fn in _SPATIAL_FUNCS:
-            if len(tracked) != 1:
-                return self.unknown(node, desc)
-            return self.spatial("", desc, inp, in_shape, _SPATIAL_FUNCS[fn])
-        if fn in _SOFTMAX_FUNCS or method in ("softmax", "log_softmax"):
-            return self.softmax("", desc, inp, in_shape, _arg(node, 1, "dim", None))
-        if fn is F.pad:
-            pad = _arg(node, 1, "pad", ())
-            return self.spatial("", desc, inp, in_shape, len(pad) // 2)
-        if fn in (torch.cat, torch.concat, torch.concatenate):
-            return self.cat(node, desc, out_shape)
-        if fn is torch.flatten or method == "flatten":
-            return self.flatten(desc, inp, in_shape, _arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1))
-        if fn is torch.reshape or method in _RESHAPE_METHODS:
-            return self.reshape(node, desc, inp, in_shape, out_shape)
-        if fn in _REDUCE_FUNCS or method in _REDUCE:
-            return self.reduce(node, desc, inp, in_shape, out_shape)
-        if fn is operator.getitem:
-            return self.getitem(node, desc, inp, in_shape)
-        if method in ("permute", "transpose", "swapaxes", "t") or fn in (torch.permute, torch.transpose, torch.t):
-            return self.permute(node, desc, inp, in_shape, method or fn.__name__)
-        if method == "unsqueeze" or fn is torch.unsqueeze:
-            return self.unsqueeze(node, desc, inp, in_shape)
-        if method == "squeeze" or fn is torch.squeeze:
-            return self.squeeze(node, desc, inp, in_shape)
-        return self.unknown(node, desc)
-
-    def unknown(self, node: fx.Node, desc: str) -> None:
-        self.lock_inputs(node, f"{desc} is an operation netgrow does not know how to resize through")
+    def unknown(self, node: fx.Node, desc: str, reason: str | None = None) -> None:
+        if reason is None:
+            reason = (
+                "is not a layer type netgrow knows how to resize through"
+                if node.op == "call_module"
+                else "is an operation netgrow does not know how to resize through"
+            )
+        self.lock_inputs(node, f"{desc} {reason}")
         return None
 
-    def elementwise(self, node: fx.Node, desc: str, out_shape: tuple[int, ...]) -> Tracked | None:
+    def flow_elementwise(self, c: _Call) -> Tracked | None:
         """Broadcasting elementwise ops: every operand's channels line up, so they share one mapping."""
+        node, desc, out_shape = c.node, c.desc, c.out_shape
         nd = len(out_shape)
         dims: set[int] = set()
         layouts: list[Layout] = []
@@ -735,11 +665,12 @@ class _Analyser:
                 self.affine[node] = pname  # x * weight: a norm's scale, which a tied head may absorb
         return od, merged
 
-    def cat(self, node: fx.Node, desc: str, out_shape: tuple[int, ...]) -> Tracked | None:
+    def flow_cat(self, c: _Call) -> Tracked | None:
+        node, desc, out_shape = c.node, c.desc, c.out_shape
         tensors = list(_arg(node, 0, "tensors", ()))
         nd = len(out_shape)
         dim = _norm_dim(_arg(node, 1, "dim", 0), nd)
-        vals = [(a, self.val.get(a) if isinstance(a, fx.Node) else None) for a in tensors]
+        vals = [(a, self.value(a)) for a in tensors]
         tracked_dims = {t[0] for _, t in vals if t is not None}
         if tracked_dims == {dim}:
             layout: list[Segment] = []
@@ -755,8 +686,9 @@ class _Analyser:
             return None if merged is None else (tracked_dims.pop(), merged)
         return self.unknown(node, desc)
 
-    def reshape(self, node, desc, inp, in_shape, out_shape) -> Tracked | None:
+    def flow_reshape(self, c: _Call) -> Tracked | None:
         """A view that keeps each channel's elements contiguous and apart maps channel c to a block."""
+        node, desc, inp, in_shape, out_shape = c.node, c.desc, c.inp, c.in_shape, c.out_shape
         if inp is None:
             return None
         dim, lay = inp
@@ -800,13 +732,16 @@ class _Analyser:
         self.lock(lay, f"{desc} splits or mixes these channels (shape {list(in_shape)} -> {list(out_shape)})")
         return None
 
-    def split(self, node, desc, inp, in_shape, chunk: bool) -> _Multi | None:
+
+    def flow_split(self, c: _Call) -> _Multi | None:
         """``split``/``chunk``: the mirror of ``cat`` (a fused q/k/v projection divides its group in three)."""
+        node, desc, inp, in_shape = c.node, c.desc, c.inp, c.in_shape
+        chunk = node.target in (torch.chunk, "chunk")
         if inp is None:
             return None
         dim, lay = inp
         nd = len(in_shape)
-        along = _norm_dim(_arg(node, 2 if not chunk else 2, "dim", 0), nd)
+        along = _norm_dim(_arg(node, 2, "dim", 0), nd)
         if along != dim:  # pieces along another dim all carry the same channels
             n = _arg(node, 1, "chunks" if chunk else "split_size_or_sections", 1)
             count = n if chunk else (len(n) if isinstance(n, (list, tuple)) else -(-in_shape[along] // n))
@@ -850,8 +785,9 @@ class _Analyser:
             items.append((dim, tuple(piece)))
         return _Multi(items)
 
-    def contraction(self, node, desc) -> Tracked | None:
+    def flow_contraction(self, c: _Call) -> Tracked | None:
         """``a @ b`` of two activations: batch dims join their groups; a contracted group is locked."""
+        node, desc = c.node, c.desc
         a, b = node.args[0], node.args[1]
         ta, tb = self.value(a), self.value(b)
         sa, sb, so = shape_of(a), shape_of(b), shape_of(node)
@@ -880,9 +816,10 @@ class _Analyser:
         merged = self.merge_layouts([lay for _, lay in out], f"{desc} joins channels laid out differently")
         return None if merged is None else (dims.pop(), merged)
 
-    def attention(self, node, desc) -> Tracked | None:
+    def flow_attention(self, c: _Call) -> Tracked | None:
         """``scaled_dot_product_attention(q, k, v, mask)``: heads of q, k and v are one group (q @ k^T per head,
         then @ v), the head dim is contracted (never resized); GQA (``enable_gqa``) keeps key/value groups."""
+        node, desc = c.node, c.desc
         q, k, v = (_arg(node, i, n, None) for i, n in enumerate(("query", "key", "value")))
         vals = [self.value(t) for t in (q, k, v)]
         mask = _arg(node, 3, "attn_mask", None)
@@ -905,7 +842,8 @@ class _Analyser:
         merged = self.merge_layouts([vals[0][1], *kv], f"{desc} joins heads laid out differently")
         return None if merged is None else (dims.pop(), merged)
 
-    def expand_dims(self, node, desc, inp, in_shape, out_shape) -> Tracked | None:
+    def flow_expand(self, c: _Call) -> Tracked | None:
+        inp, in_shape, out_shape, desc = c.inp, c.in_shape, c.out_shape, c.desc
         if inp is None or out_shape is None:
             return None
         od = inp[0] + len(out_shape) - len(in_shape)
@@ -914,7 +852,8 @@ class _Analyser:
             return None
         return od, inp[1]
 
-    def reduce(self, node, desc, inp, in_shape, out_shape) -> Tracked | None:
+    def flow_reduce(self, c: _Call) -> Tracked | None:
+        node, desc, inp, in_shape = c.node, c.desc, c.inp, c.in_shape
         if inp is None or len(self.tracked_args(node)) != 1:
             return self.unknown(node, desc)
         dim, lay = inp
@@ -926,7 +865,7 @@ class _Analyser:
         keep = bool(_arg(node, 2, "keepdim", False))
         name = getattr(node.target, "__name__", str(node.target))
         if dim in red and name == "mean" and len(red) == 1 and len(lay) == 1:
-            # a mean/variance over the channels (RMSNorm, LayerNorm written out) survives uniform replication
+            # a mean over the channels (RMSNorm, a LayerNorm written out) survives uniform replication
             self.g(lay[0].group).uniform.append(
                 f"{desc} averages over these channels, so they can only grow by whole multiples of the width "
                 f"with every unit replicated equally"
@@ -937,24 +876,26 @@ class _Analyser:
             return None
         return (dim if keep else dim - sum(d < dim for d in red)), lay
 
-    def getitem(self, node, desc, inp, in_shape) -> Tracked | None:
-        if inp is None:
-            return self.unknown(node, desc)
-        dim, lay = inp
-        idx = node.args[1]
+    def flow_getitem(self, c: _Call) -> Tracked | None:
+        if c.inp is None:
+            return self.unknown(c.node, c.desc)
+        dim, lay = c.inp
+        idx = c.node.args[1]
         idx = idx if isinstance(idx, tuple) else (idx,)
         full = slice(None, None, None)
         if all(isinstance(i, (int, slice)) and not isinstance(i, bool) for i in idx):
             if dim >= len(idx) or idx[dim] == full:
                 return dim - sum(isinstance(i, int) for i in idx[:dim]), lay
-        self.lock(lay, f"{desc} indexes into the dim holding these channels")
+        self.lock(lay, f"{c.desc} indexes into the dim holding these channels")
         return None
 
-    def permute(self, node, desc, inp, in_shape, kind: str) -> Tracked | None:
+    def flow_permute(self, c: _Call) -> Tracked | None:
+        node, inp = c.node, c.inp
         if inp is None:
             return None
         dim, lay = inp
-        nd = len(in_shape)
+        nd = len(c.in_shape)
+        kind = node.target if node.op == "call_method" else node.target.__name__
         if kind in ("transpose", "swapaxes", "t"):
             a, b = (0, 1) if kind == "t" else (_norm_dim(node.args[1], nd), _norm_dim(node.args[2], nd))
             return (b if dim == a else a if dim == b else dim), lay
@@ -964,24 +905,25 @@ class _Analyser:
         order = [_norm_dim(d, nd) for d in order]
         return order.index(dim), lay
 
-    def unsqueeze(self, node, desc, inp, in_shape) -> Tracked | None:
-        if inp is None:
+    def flow_unsqueeze(self, c: _Call) -> Tracked | None:
+        if c.inp is None:
             return None
-        d = _norm_dim(_arg(node, 1, "dim", 0), len(in_shape) + 1)
-        return (inp[0] + 1 if d <= inp[0] else inp[0]), inp[1]
+        d = _norm_dim(_arg(c.node, 1, "dim", 0), len(c.in_shape) + 1)
+        return (c.inp[0] + 1 if d <= c.inp[0] else c.inp[0]), c.inp[1]
 
-    def squeeze(self, node, desc, inp, in_shape) -> Tracked | None:
-        if inp is None:
+    def flow_squeeze(self, c: _Call) -> Tracked | None:
+        if c.inp is None:
             return None
-        dim, lay = inp
-        arg = _arg(node, 1, "dim", None)
+        dim, lay = c.inp
+        in_shape = c.in_shape
+        arg = _arg(c.node, 1, "dim", None)
         if arg is None:
             dims: Any = range(len(in_shape))
         else:
             dims = [_norm_dim(d, len(in_shape)) for d in (arg if isinstance(arg, (tuple, list)) else [arg])]
         gone = [d for d in dims if in_shape[d] == 1]
         if dim in gone:
-            self.lock(lay, f"{desc} squeezes away the dim holding these channels")
+            self.lock(lay, f"{c.desc} squeezes away the dim holding these channels")
             return None
         return dim - sum(d < dim for d in gone), lay
 
@@ -1041,6 +983,14 @@ def _flat_nodes(obj: Any) -> Iterator[fx.Node]:
     elif isinstance(obj, dict):
         for o in obj.values():
             yield from _flat_nodes(o)
+
+
+def _describe(node: fx.Node, module: nn.Module | None) -> str:
+    if module is not None:
+        return f"module {str(node.target)!r} ({type(module).__name__})"
+    if node.op == "call_method":
+        return f".{node.target}() at node {node.name!r}"
+    return f"{getattr(node.target, '__name__', node.target)} at node {node.name!r}"
 
 
 def _arg(node: fx.Node, pos: int, name: str, default: Any) -> Any:
