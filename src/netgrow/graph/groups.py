@@ -215,6 +215,8 @@ class _Analyser:
         self.val: dict[fx.Node, Any] = {}
         self.uses: dict[str, ModuleUse] = {}
         self.affine: dict[fx.Node, str] = {}
+        # a parameter read directly, or sliced along other dims: (name, the parameter dim of each value dim)
+        self.param_views: dict[fx.Node, tuple[str, list[int | None]]] = {}
         self.sizes: list[tuple[str, int, Layout]] = []  # value -> the channel-wise use that computed it (see feeds_from)
 
     # ---------------------------------------------------------------- union-find
@@ -390,6 +392,12 @@ class _Analyser:
                 self.val[node] = self.placeholder(node)
             elif node.op == "get_attr":
                 self.val[node] = None
+                shape = shape_of(node)
+                if str(node.target) in self.params and shape is not None:
+                    self.param_views[node] = (str(node.target), list(range(len(shape))))
+            elif node.target is operator.getitem and node.args and node.args[0] in self.param_views:
+                self.val[node] = None
+                self.slice_param(node)
             elif node.op in ("call_module", "call_function", "call_method"):
                 self.val[node] = self.call(node)
                 self.keep_affine(node)
@@ -448,6 +456,19 @@ class _Analyser:
         if c.rule.role == "channelwise":
             return self.channelwise(c)
         return getattr(self, f"flow_{c.rule.flow}")(c)
+
+    def slice_param(self, node: fx.Node) -> None:
+        """``pos_emb[:, :T]``: a parameter sliced along other dims is still that parameter, dim for dim."""
+        name, dims = self.param_views[node.args[0]]  # type: ignore[index]
+        idx = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+        if not all(isinstance(i, (int, slice)) and not isinstance(i, bool) for i in idx) or len(idx) > len(dims):
+            return
+        out: list[int | None] = []
+        for d, i in enumerate(idx):
+            if isinstance(i, slice):  # a slice keeps the dim; only full slices keep every channel
+                out.append(dims[d] if i == slice(None) else None)
+        out += dims[len(idx) :]
+        self.param_views[node] = (name, out)
 
     def note_size(self, node: fx.Node, size: int, layout: Layout) -> None:
         """Remember a literal size of a specialised graph that covers these channels (see ``ChannelGraph.sizes``)."""
@@ -650,8 +671,9 @@ class _Analyser:
                 continue
             ad = od - (nd - len(shape))
             if 0 <= ad < len(shape) and shape[ad] != 1:
-                if a.op == "get_attr" and str(a.target) in self.params and shape[ad] == out_shape[od]:
-                    params.append((str(a.target), ad))  # a parameter used directly: it follows the channels
+                view = self.param_views.get(a)
+                if view is not None and view[1][ad] is not None and shape[ad] == out_shape[od]:
+                    params.append((view[0], view[1][ad]))  # a parameter used directly: it follows the channels
                     continue
                 self.lock_inputs(node, f"{desc} combines these channels with the fixed-size tensor {a.name!r}")
                 return None

@@ -97,7 +97,15 @@ def verify_preserved(
     """
     with eval_mode(old_model, new_model):
         old_out, old_seen = _record_outputs(old_model, x)
-        new_out, new_seen = _record_outputs(new_model, x)
+        try:
+            new_out, new_seen = _record_outputs(new_model, x)
+        except Exception as exc:  # a forward reading a width netgrow does not track (a constant, another size)
+            raise VerificationError(
+                f"{op}: the grown model no longer runs: {type(exc).__name__}: {exc}. Its forward reads a width "
+                f"netgrow cannot follow (a constant, or a size taken from a tensor of another width); write -1 "
+                f"in views or leave that channel group out of the op",
+                module=None,
+            ) from exc
     a, b = _first_output(old_out), _first_output(new_out)
     if a is None or b is None or a.shape != b.shape:
         raise VerificationError(

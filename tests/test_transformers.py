@@ -1,0 +1,188 @@
+"""Growing transformers by reading their graph: Hugging Face GPT-2 / Llama / BERT (captured with torch.export)
+and a nanoGPT-style model (captured with torch.fx).
+
+Every op is checked on inputs other than the example (another batch size and sequence length) to
+1e-5 * (1 + max|f|) in float32 (1e-10 in float64), and the tests check that the residual width, the heads
+and the FFN really grew, that tied weights are still one parameter and that the input model is untouched.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from transformer_models import BUILDERS, gpt2, llama, logits, nanogpt, tokens
+
+import netgrow
+from netgrow.errors import LockedGroupError, TraceError, VerificationError
+from netgrow.graph import analyse
+from netgrow.graph.capture import EXPORTED, capture
+from netgrow.ops.param_map import map_tensors, param_map
+from netgrow.ops.widen import tied_parameters
+
+pytest.importorskip("transformers")
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict(keep_vars=False).items()}
+
+
+def assert_untouched(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert netgrow.growth_log(model) == [] and param_map(model) is None
+
+
+def assert_same_function(old: nn.Module, new: nn.Module, rel: float = 1e-5) -> float:
+    x = tokens(3, 11, seed=1)  # not the example input: other batch size, other length
+    a, b = logits(old, x), logits(new, x)
+    err = float((a - b).abs().max())
+    assert err <= rel * (1 + float(a.abs().max())), err
+    return err
+
+
+def resizable_widths(model: nn.Module, x: torch.Tensor) -> list[tuple[int, int]]:
+    """(width in units, channels per unit) of every resizable group, sorted."""
+    return sorted((g.width, g.unit) for g in analyse(model, x).groups if g.resizable)
+
+
+# ------------------------------------------------------------------------------------------ capture
+def test_one_capture_path_picks_fx_or_export():
+    x = tokens(2, 7, seed=0)
+    fx_graph, _ = capture(nanogpt(), x)
+    assert not getattr(fx_graph, EXPORTED, False)
+    export_graph, _ = capture(gpt2(), x)  # torch.fx cannot trace Hugging Face models
+    assert getattr(export_graph, EXPORTED, False)
+    # parameters come back by name, and layers as modules
+    assert {n.target for n in export_graph.nodes if n.op == "call_module"} >= {"transformer.h.0.attn.c_attn", "lm_head"}
+    assert "transformer.wpe.weight" in {n.target for n in export_graph.nodes if n.op == "get_attr"}
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        if y.sum() > 0:  # control flow on a tensor value: neither fx nor export can capture it
+            return y
+        return -y
+
+
+def test_a_model_neither_capture_handles_names_both_failures():
+    with pytest.raises(TraceError) as info:
+        analyse(DataDependent(), torch.randn(2, 4))
+    message = str(info.value)
+    assert "torch.fx could not trace DataDependent" in message and "torch.export failed too" in message
+
+
+# ------------------------------------------------------------------------------------------ widen
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_widen_x2_preserves_the_function_and_grows_stream_heads_and_ffn(kind):
+    model = BUILDERS[kind]()
+    x = tokens(2, 7, seed=0)
+    before = snapshot(model)
+    ties = len(tied_parameters(model))
+    old_groups = resizable_widths(model, x)
+    wide = netgrow.widen(model, 2.0, example_input=x, seed=0)
+    assert_untouched(model, before)
+    assert_same_function(model, wide)
+    # every resizable group doubled its units, and head_dim (the unit of a heads group) stayed
+    assert resizable_widths(wide, x) == sorted((w * 2, u) for w, u in old_groups)
+    units = {u for _, u in old_groups}
+    assert len(units) >= 2, "the model has heads (a unit > 1) and plain channels"
+    assert sum(p.numel() for p in wide.parameters()) > 3 * sum(p.numel() for p in model.parameters())
+    # tied weights are still one parameter
+    assert len(tied_parameters(wide)) == ties
+    assert ties >= 1
+
+
+def test_widened_gpt2_has_twice_the_stream_heads_and_ffn():
+    model = gpt2()
+    wide = netgrow.widen(model, 2.0, example_input=tokens(2, 7, seed=0), seed=3)
+    attn, mlp = wide.transformer.h[0].attn, wide.transformer.h[0].mlp
+    assert wide.transformer.wte.weight.shape == (50, 64) and wide.transformer.wpe.weight.shape == (32, 64)
+    assert attn.c_attn.weight.shape == (64, 192) and attn.c_proj.weight.shape == (64, 64)
+    assert attn.split_size == 64 and attn.head_dim == 8  # the split size follows; heads keep their size
+    assert mlp.c_fc.weight.shape == (64, 256) and wide.lm_head.weight is wide.transformer.wte.weight
+
+
+def test_llama_gqa_groups_swiglu_and_rmsnorm():
+    model = llama()
+    x = tokens(2, 7, seed=0)
+    graph = analyse(model, x)
+    heads = graph.producer_group("model.layers.0.self_attn.q_proj")
+    # one unit = one key/value head with the 2 query heads that share it (16 query channels)
+    assert heads is graph.producer_group("model.layers.0.self_attn.k_proj") and (heads.width, heads.unit) == (2, 16)
+    assert graph.producer_group("model.layers.0.mlp.gate_proj") is graph.producer_group("model.layers.0.mlp.up_proj")
+    assert graph.modules["model.norm.weight"].kind == "param"  # RMSNorm's weight is used functionally
+    wide = netgrow.widen(model, 2.0, example_input=x, seed=1)
+    layer = wide.model.layers[0]
+    assert layer.self_attn.q_proj.out_features == 64 and layer.self_attn.k_proj.out_features == 32
+    assert layer.self_attn.head_dim == 8 and layer.self_attn.num_key_value_groups == 2
+    assert layer.mlp.gate_proj.out_features == layer.mlp.up_proj.out_features == 128
+    assert wide.model.norm.weight.shape == (64,) and wide.lm_head.weight is wide.model.embed_tokens.weight
+    assert_same_function(model, wide)
+
+
+@pytest.mark.parametrize("kind", ["nanogpt", "llama"])
+def test_widen_is_exact_in_float64(kind):
+    model = BUILDERS[kind]().double()
+    wide = netgrow.widen(model, 2.0, example_input=tokens(2, 7, seed=0), seed=2)
+    assert_same_function(model, wide, rel=1e-10)
+
+
+def test_dict_form_names_a_producer_of_each_group():
+    model = nanogpt()
+    x = tokens(2, 7, seed=0)
+    wide = netgrow.widen(model, {"blocks.0.mlp.0": 160, "blocks.1.attn.c_attn": 6}, example_input=x, seed=0)
+    assert wide.blocks[0].mlp[0].out_features == 160 and wide.blocks[0].attn.c_attn.out_features == 96
+    assert wide.blocks[1].attn.c_attn.out_features == 3 * 6 * 8 and wide.blocks[1].attn.c_proj.in_features == 48
+    assert wide.wte.weight.shape == (50, 32)  # the residual stream was not named: unchanged
+    assert_same_function(model, wide)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "nanogpt"])
+def test_param_map_reproduces_the_new_weights(kind):
+    model = BUILDERS[kind]()
+    wide = netgrow.widen(model, 2.0, example_input=tokens(2, 7, seed=0), seed=0)
+    new = dict(wide.named_parameters())
+    mapped = map_tensors(param_map(wide), dict(model.named_parameters()), {k: v.shape for k, v in new.items()}, "weight")
+    for name, t in new.items():
+        torch.testing.assert_close(mapped[name], t.detach(), rtol=0, atol=0, msg=name)
+
+
+# ------------------------------------------------------------------------------------------ refusals
+def test_hard_coded_heads_are_refused_with_a_reason_naming_the_node():
+    model = nanogpt(hard_coded=True)
+    x = tokens(2, 7, seed=0)
+    group = analyse(model, x).producer_group("blocks.0.attn.c_attn")
+    assert group.locked and "at node 'view'" in group.reason and "-1" in group.reason
+    with pytest.raises(LockedGroupError, match="at node 'view'"):
+        netgrow.widen(model, {"blocks.0.attn.c_attn": 192}, example_input=x)
+    # the stream alone cannot grow either: the view reads the stream's width (C // n_head) for the heads
+    with pytest.raises(VerificationError, match="no longer runs"):
+        netgrow.widen(model, 2.0, example_input=x, seed=0)
+
+
+class UntiedSum(nn.Module):
+    """A tie netgrow cannot keep: the head reads the embedding output directly (no norm to take the division)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.fc = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = self.emb(idx)
+        return self.head(h + self.fc(h))
+
+
+def test_a_tie_that_cannot_be_kept_is_refused():
+    model = UntiedSum()
+    with pytest.raises(netgrow.NetgrowValueError, match="tied parameter emb.weight, head.weight"):
+        netgrow.widen(model, {"emb": 16}, example_input=torch.randint(0, 10, (2, 5)))
