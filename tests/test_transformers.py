@@ -186,3 +186,79 @@ def test_a_tie_that_cannot_be_kept_is_refused():
     model = UntiedSum()
     with pytest.raises(netgrow.NetgrowValueError, match="tied parameter emb.weight, head.weight"):
         netgrow.widen(model, {"emb": 16}, example_input=torch.randint(0, 10, (2, 5)))
+
+
+# ------------------------------------------------------------------------------------------ deepen by copy
+BLOCKS = {"nanogpt": ("blocks", "blocks.0"), "gpt2": ("transformer.h", "transformer.h.0"),
+          "llama": ("model.layers", "model.layers.1"), "bert": ("bert.encoder.layer", "bert.encoder.layer.0")}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(BLOCKS))
+def test_deepen_by_copy_preserves_the_function_and_runs_the_copy(kind):
+    model = BUILDERS[kind]()
+    layers, after = BLOCKS[kind]
+    x = tokens(2, 7, seed=0)
+    before = snapshot(model)
+    n = len(model.get_submodule(layers))
+    deep = netgrow.deepen(model, after, example_input=x, kind="copy")
+    assert_untouched(model, before)
+    assert_same_function(model, deep)
+    stack = deep.get_submodule(layers)
+    assert len(stack) == n + 1  # the module list grew in place: the model's own forward runs the copy
+    calls = []
+    stack[int(after.rsplit(".", 1)[1]) + 1].register_forward_hook(lambda *_: calls.append(1))
+    logits(deep, tokens(1, 5, seed=2))
+    assert calls == [1]
+    config = getattr(deep, "config", None)
+    if config is not None:
+        assert config.num_hidden_layers == n + 1 and model.config.num_hidden_layers == n
+    assert len(tied_parameters(deep)) == len(tied_parameters(model))
+    # the copy starts from the block's weights, except the zeroed residual-branch outputs (fresh state)
+    pm = param_map(deep)
+    copied = [k for k, src in pm.items() if k.startswith(f"{layers}.{int(after.rsplit('.', 1)[1]) + 1}.")]
+    assert copied and any(pm[k].source is None for k in copied) and any(pm[k].source for k in copied)
+
+
+def test_plain_stacking_changes_the_function_and_says_so(caplog):
+    model = nanogpt()
+    x = tokens(2, 7, seed=0)
+    with caplog.at_level("INFO", logger="netgrow.ops.deepen_copy"):
+        deep = netgrow.deepen(model, "blocks.1", example_input=x, kind="copy", zero_output=False)
+    assert "plain stacking" in caplog.text and "verification skipped" in caplog.text
+    assert float((logits(model, x) - logits(deep, x)).abs().max()) > 1e-3
+    assert torch.equal(deep.blocks[2].attn.c_proj.weight, model.blocks[1].attn.c_proj.weight)
+    assert netgrow.growth_log(deep)[-1]["zero_output"] is False
+
+
+def test_deepen_by_copy_of_a_resnet_basic_block_is_exact():
+    from netgrow import models
+
+    model = models.create("resnet20", num_classes=10).double().eval()
+    with torch.no_grad():  # non-trivial BatchNorms, so the zeroed bn2 has to matter
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    deep = netgrow.deepen(model, "layer1.1", example_input=x, kind="copy")
+    y = torch.randn(3, 3, 20, 20, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = model(y), deep(y)
+    assert float((a - b).abs().max()) <= 1e-10 * (1 + float(a.abs().max()))
+    assert len(deep.layer1) == 4
+    assert not deep.layer1[2].bn2.weight.any() and deep.layer1[2].conv2.weight.any()  # zero-init residual
+
+
+def test_deepen_by_copy_refuses_a_post_norm_block_that_is_not_the_identity():
+    model = BUILDERS["bert"]()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.uniform_(0.5, 1.5) if name.endswith("weight") else p.uniform_(-0.5, 0.5)
+    with pytest.raises(VerificationError, match="deepen by copying 'bert.encoder.layer.0'"):
+        netgrow.deepen(model, "bert.encoder.layer.0", example_input=tokens(2, 7, seed=0), kind="copy")
+
+
+def test_deepen_by_copy_refuses_a_block_that_changes_the_shape():
+    with pytest.raises(netgrow.NetgrowValueError, match="output shape"):
+        netgrow.deepen(nanogpt(), "blocks.0.mlp.0", example_input=tokens(2, 7, seed=0), kind="copy")
