@@ -597,20 +597,22 @@ class _Analyser:
             k = len(_arg(c.node, 1, "pad", ())) // 2
         if k < 0:
             k = len(c.in_shape) + k
-        if c.inp[0] >= len(c.in_shape) - k:
-            self.lock(c.inp[1], f"{c.desc} acts along dim {c.inp[0]}, which holds these channels")
-            return None
-        if c.name:
-            self.note_pass(c.name, c.inp[1])
-        return c.inp
+        hit = c.inp[0] >= len(c.in_shape) - k
+        return self.pass_unless(c, hit, f"{c.desc} acts along dim {c.inp[0]}, which holds these channels")
 
     def flow_along(self, c: _Call) -> Tracked | None:
         """Softmax & co: mixes the units along ``dim``; passes channels sitting in any other dim."""
         if c.inp is None:
             return None
         dim = c.module.dim if c.module is not None else _arg(c.node, 1, "dim", None)
-        if dim is None or _norm_dim(dim, len(c.in_shape)) == c.inp[0]:
-            self.lock(c.inp[1], f"{c.desc} normalises over these channels; replicated units would change it")
+        hit = dim is None or _norm_dim(dim, len(c.in_shape)) == c.inp[0]
+        return self.pass_unless(c, hit, f"{c.desc} normalises over these channels; replicated units would change it")
+
+    def pass_unless(self, c: _Call, hit: bool, why: str) -> Tracked | None:
+        """The channels pass through ``c`` unless it acts along their dim (``hit``): then they lock."""
+        assert c.inp is not None
+        if hit:
+            self.lock(c.inp[1], why)
             return None
         if c.name:
             self.note_pass(c.name, c.inp[1])
@@ -770,6 +772,11 @@ class _Analyser:
             return _Multi([inp] * int(count))
         size = in_shape[dim]
         arg = _arg(node, 1, "chunks" if chunk else "split_size_or_sections", None)
+        literal = isinstance(arg, int) or (isinstance(arg, (list, tuple)) and all(isinstance(v, int) for v in arg))
+        if not literal or (chunk and not isinstance(arg, int)):
+            self.lock(lay, f"{desc} reads its piece sizes from a tensor size, which would not follow a new width; "
+                           f"use .chunk(n, dim)")
+            return None
         if chunk:
             step = -(-size // int(arg))
             sizes = [min(step, size - i) for i in range(0, size, step)]
@@ -777,9 +784,14 @@ class _Analyser:
             sizes = [min(arg, size - i) for i in range(0, size, arg)]
         else:
             sizes = [int(v) for v in arg]
-        if not self.specialised and not chunk and isinstance(arg, int) and len(sizes) > 1:
-            self.lock(lay, f"{desc} hard-codes pieces of {arg} channels; use .chunk(n, dim) or "
-                           f"split(x.size({dim}) // n, dim) so the pieces follow the width")
+        if not chunk and len(sizes) > 1 and not self.specialised:
+            self.lock(lay, f"{desc} hard-codes pieces of {arg} channels, which would not follow a new width; "
+                           f"use .chunk(n, dim)")
+            return None
+        # equal pieces (chunk, or one split size) must stay equal: they share one mapping
+        equal = chunk or isinstance(arg, int)
+        if equal and len(set(sizes)) > 1:
+            self.lock(lay, f"{desc} cuts these channels into unequal pieces {sizes}")
             return None
         cuts = set(itertools.accumulate(sizes))
         pos = 0
@@ -795,8 +807,6 @@ class _Analyser:
                     return None
             pos += w
         lay = self.expand(lay)
-        if isinstance(arg, int) and not chunk and len(sizes) > 1:
-            self.note_size(node, arg, lay[: len(lay) // len(sizes)] if len(lay) % len(sizes) == 0 else lay)
         items, pos, k = [], 0, 0
         for size in sizes:
             piece: list[Segment] = []
@@ -805,6 +815,12 @@ class _Analyser:
                 pos += self.seg_width(lay[k])
                 k += 1
             items.append((dim, tuple(piece)))
+        if equal and len(items) > 1:
+            merged = self.merge_layouts([t[1] for t in items], f"{desc} cuts channels laid out differently")
+            if merged is None:
+                return None
+            if isinstance(arg, int) and not chunk:
+                self.note_size(node, arg, merged)
         return _Multi(items)
 
     def flow_contraction(self, c: _Call) -> Tracked | None:

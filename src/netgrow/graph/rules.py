@@ -369,6 +369,7 @@ for _cls in (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceN
     MODULE_RULES[_cls] = BATCHNORM
 MODULE_RULES[nn.GroupNorm] = GROUPNORM
 MODULE_RULES[nn.LayerNorm] = LAYERNORM
+MODULE_RULES[nn.RMSNorm] = LAYERNORM  # the same tensors and widths, without a bias
 MODULE_RULES[nn.PReLU] = lambda m: _PRELU_PER_CHANNEL if m.num_parameters > 1 else _ACTIVATION
 for _cls in (nn.ReLU, nn.Hardtanh):  # nn.ReLU6 is a Hardtanh: clamps are idempotent
     MODULE_RULES[_cls] = _IDEMPOTENT_ACTIVATION
@@ -422,7 +423,7 @@ for _fn, _rule in {
     FUNCTION_RULES[_fn] = _rule
 for _fn in (
     F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.leaky_relu, F.hardswish, F.hardsigmoid, F.softplus,
-    F.softsign, F.logsigmoid, F.tanhshrink, F.threshold, F.sigmoid, F.tanh, torch.sigmoid, torch.tanh,
+    F.softsign, F.logsigmoid, F.tanhshrink, F.threshold, torch.sigmoid, torch.tanh,
     torch.selu, torch.celu,
 ):  # fmt: skip
     FUNCTION_RULES[_fn] = _ACTIVATION
@@ -434,8 +435,8 @@ FUNCTION_RULES[F.dropout] = _KEEPS_RANGE
 for _fn in (F.leaky_relu_, F.elu_, F.prelu, F.rrelu, F.glu, torch.prelu, torch.rrelu):
     FUNCTION_RULES[_fn] = LayerRule("boundary", activation=True)
 for _fn in (
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.pow, operator.iadd, operator.isub,
-    operator.imul, operator.itruediv, torch.add, torch.sub, torch.subtract, torch.mul, torch.multiply,
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.pow, torch.add, torch.sub,
+    torch.subtract, torch.mul, torch.multiply,
     torch.div, torch.true_divide, torch.maximum, torch.minimum, torch.where, torch.pow,
 ):  # fmt: skip
     FUNCTION_RULES[_fn] = LayerRule("passthrough", flow="elementwise")
@@ -495,7 +496,7 @@ for _name in ("size", "dim", "numel", "ndimension", "nelement"):
 
 
 # ------------------------------------------------------------------------------------------ transformers
-# Embeddings, RMSNorm, Hugging Face's transposed Conv1D, and the ops attention is written with: split/chunk
+# Embeddings, Hugging Face's transposed Conv1D, and the ops attention is written with: split/chunk
 # (the mirror of cat), matmul of two activations, scaled_dot_product_attention, expand.
 def _normal(std: float) -> FreshInit:
     def init(module: nn.Module, name: str, shape: torch.Size, dtype: torch.dtype, gen: Any) -> torch.Tensor:
@@ -509,7 +510,6 @@ EMBEDDING = LayerRule(
     flow="lookup",
 )  # fmt: skip
 MODULE_RULES[nn.Embedding] = EMBEDDING
-MODULE_RULES[nn.RMSNorm] = dataclasses.replace(LAYERNORM, channel_tensors={"weight": 0})
 # Hugging Face's Conv1D (GPT-2): a linear layer whose weight is stored (in, out), width attribute nf
 NAMED_MODULE_RULES["Conv1D"] = LayerRule(
     "producer", in_dim=-1, out_dim=-1, out_tensors={"weight": 1, "bias": 0}, in_tensors={"weight": 0},

@@ -16,13 +16,18 @@ from torch import nn
 
 from netgrow.errors import CheckpointError
 
+# op name -> the module defining its replay(); layers above register their own ops (netgrow.models: "grow")
 OP_MODULES = {
     "widen": "netgrow.ops.widen",
     "prune": "netgrow.ops.prune",
     "deepen": "netgrow.ops.deepen",
     "expand_classes": "netgrow.ops.expand",
-    "grow": "netgrow.models.grow",
 }
+
+
+def register_replay(op: str, module: str) -> None:
+    """Make ``replay_log`` replay records of ``op`` with ``module``'s ``replay(model, record)``."""
+    OP_MODULES[op] = module
 
 
 def example_input(record: dict[str, Any]) -> torch.Tensor:

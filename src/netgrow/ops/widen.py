@@ -321,6 +321,12 @@ def resolve_widths(graph: ChannelGraph, model: nn.Module, widths: Any) -> dict[i
                 log.warning("widen: group %r keeps width %d: %s", g.name, g.width, g.uniform)
                 continue
             out[g.id] = q
+        hidden = [g for g in graph.groups if g.producers and not g.is_output]
+        if not out and hidden and all(g.locked for g in hidden):
+            raise LockedGroupError(
+                f"widen: every hidden channel group is locked, so nothing in {type(model).__name__} can be widened: "
+                f"{locked_reasons(hidden)}. Change the model so these reasons go away"
+            )
         return out
     named: dict[int, str] = {}
     for name, q in widths.items():
@@ -357,6 +363,11 @@ def resolve_widths(graph: ChannelGraph, model: nn.Module, widths: Any) -> dict[i
         if q > g.width:
             out[g.id] = q
     return out
+
+
+def locked_reasons(groups: list[ChannelGroup]) -> str:
+    """``group 'conv1': <reason>; ...`` for an error that lists why each group cannot be resized."""
+    return "; ".join(f"group {g.name!r}: {g.reason or g.uniform}" for g in groups)
 
 
 def dtype_name(t: torch.Tensor) -> str:
