@@ -262,3 +262,58 @@ def test_deepen_by_copy_refuses_a_post_norm_block_that_is_not_the_identity():
 def test_deepen_by_copy_refuses_a_block_that_changes_the_shape():
     with pytest.raises(netgrow.NetgrowValueError, match="output shape"):
         netgrow.deepen(nanogpt(), "blocks.0.mlp.0", example_input=tokens(2, 7, seed=0), kind="copy")
+
+
+# ------------------------------------------------------------------------------------------ prune
+def _kill(rows: torch.Tensor, cols: torch.Tensor, dead: list[int], unit: int, bias: torch.Tensor | None = None):
+    """Zero the incoming rows and outgoing columns of the ``dead`` units (``unit`` channels each)."""
+    with torch.no_grad():
+        for u in dead:
+            rows[u * unit : (u + 1) * unit] = 0
+            cols[:, u * unit : (u + 1) * unit] = 0
+            if bias is not None:
+                bias[u * unit : (u + 1) * unit] = 0
+
+
+def test_prune_removes_the_weakest_whole_heads_and_ffn_units_of_a_gpt():
+    model = nanogpt()
+    for block in model.blocks:  # heads 1 and 3 and half of the FFN units contribute nothing
+        qkv = block.attn.c_attn
+        for part in range(3):
+            _kill(qkv.weight[part * 32 : (part + 1) * 32], block.attn.c_proj.weight, [1, 3], 8,
+                  qkv.bias[part * 32 : (part + 1) * 32])  # fmt: skip
+        _kill(block.mlp[0].weight, block.mlp[2].weight, list(range(0, 128, 2)), 1, block.mlp[0].bias)
+    x = tokens(2, 7, seed=0)
+    before = snapshot(model)
+    small = netgrow.prune(model, 0.5, example_input=x, layers="linear")
+    assert_untouched(model, before)
+    assert small.blocks[0].attn.c_attn.out_features == 3 * 2 * 8 and small.blocks[0].attn.c_proj.in_features == 16
+    assert small.blocks[0].mlp[0].out_features == 64 and small.wte.weight.shape == (50, 32)  # the stream stays
+    assert_same_function(model, small)  # only dead units went: exactly the same function
+    record = netgrow.growth_log(small)[-1]
+    assert record["widths"]["blocks.0.attn.c_attn"] == 2 and record["layers"] == "linear"
+
+
+def test_prune_keeps_gqa_groups_consistent():
+    model = llama()
+    for layer in model.model.layers:  # key/value head 1 and the query heads 2, 3 that read it are dead
+        attn = layer.self_attn
+        _kill(attn.q_proj.weight, attn.o_proj.weight, [2, 3], 8)
+        with torch.no_grad():
+            attn.k_proj.weight[8:] = 0
+            attn.v_proj.weight[8:] = 0
+        mlp = layer.mlp  # and half of the SwiGLU units: gate and up rows go together
+        _kill(mlp.gate_proj.weight, mlp.down_proj.weight, list(range(32, 64)), 1)
+        _kill(mlp.up_proj.weight, mlp.down_proj.weight, list(range(32, 64)), 1)
+    small = netgrow.prune(model, 0.5, example_input=tokens(2, 7, seed=0), layers="linear")
+    attn = small.model.layers[0].self_attn
+    assert attn.q_proj.out_features == 16 and attn.k_proj.out_features == attn.v_proj.out_features == 8
+    assert attn.o_proj.in_features == 16 and small.model.layers[0].mlp.down_proj.in_features == 32
+    assert_same_function(model, small)
+
+
+def test_prune_of_hugging_face_gpt2_runs_with_the_new_split_size():
+    small = netgrow.prune(gpt2(), 0.25, example_input=tokens(2, 7, seed=0), layers="linear")
+    attn = small.transformer.h[0].attn
+    assert attn.c_attn.weight.shape == (32, 3 * 3 * 8) and attn.split_size == 24
+    assert logits(small, tokens(3, 11, seed=1)).shape == (3, 11, 50)

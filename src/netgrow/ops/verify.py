@@ -26,7 +26,8 @@ def tolerance(reference: torch.Tensor, rel: float | None = None) -> float:
     return rel * (1.0 + float(reference.detach().abs().max()))
 
 
-def _first_output(out: Any) -> torch.Tensor | None:
+def first_output(out: Any) -> torch.Tensor | None:
+    """The tensor a model's output leads with (a tensor, a tuple's first, a Hugging Face output's logits)."""
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, Mapping):  # Hugging Face ModelOutput: logits / last hidden state first
@@ -43,7 +44,7 @@ def _record_outputs(model: nn.Module, x: Any) -> tuple[Any, list[tuple[str, torc
         if name and not list(mod.children()):  # leaves only: containers repeat their last child
 
             def hook(_m: nn.Module, _i: Any, out: Any, name: str = name) -> None:
-                t = _first_output(out)
+                t = first_output(out)
                 if t is not None:
                     seen.append((name, t.detach()))
 
@@ -71,7 +72,7 @@ def _slice_to(new: torch.Tensor, old_shape: torch.Size) -> torch.Tensor | None:
 def max_abs_diff(old_model: nn.Module, new_model: nn.Module, x: Any) -> float:
     """max |f_new(x) - f_old(x)| in eval mode (training flags restored afterwards)."""
     with eval_mode(old_model, new_model), torch.no_grad():
-        a, b = _first_output(old_model(x)), _first_output(new_model(x))
+        a, b = first_output(old_model(x)), first_output(new_model(x))
     assert a is not None and b is not None
     return float((a - b).abs().max())
 
@@ -94,7 +95,7 @@ def verify_preserved(
                 f"in views or leave that channel group out of the op",
                 module=None,
             ) from exc
-    a, b = _first_output(old_out), _first_output(new_out)
+    a, b = first_output(old_out), first_output(new_out)
     if a is None or b is None or a.shape != b.shape:
         raise VerificationError(
             f"{op}: the output shape changed from {getattr(a, 'shape', None)} to {getattr(b, 'shape', None)}",
