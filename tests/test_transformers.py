@@ -317,3 +317,50 @@ def test_prune_of_hugging_face_gpt2_runs_with_the_new_split_size():
     attn = small.transformer.h[0].attn
     assert attn.c_attn.weight.shape == (32, 3 * 3 * 8) and attn.split_size == 24
     assert logits(small, tokens(3, 11, seed=1)).shape == (3, 11, 50)
+
+
+# ------------------------------------------------------------------------------------------ optimizer state
+def lm_grads(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Gradients of the next-token loss (eval mode: dropout off, so both models see the same function)."""
+    model.eval()
+    model.zero_grad()
+    out = logits_with_grad(model, x)
+    torch.nn.functional.cross_entropy(out[:, :-1].flatten(0, 1), x[:, 1:].flatten()).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def logits_with_grad(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
+@pytest.mark.parametrize("kind", ["nanogpt", "gpt2"])
+def test_adamw_moments_follow_the_gradient_correspondence_after_widening(kind):
+    from netgrow.ops.param_map import gather
+    from netgrow.train.carry import carry_optimizer_state
+
+    model = BUILDERS[kind]().double()
+    opt = torch.optim.AdamW(model.named_parameters(), lr=1e-3, weight_decay=0.01)
+    data = [tokens(4, 9, seed=s) for s in range(4)]
+    for x in data[:3]:
+        lm_grads(model, x)
+        opt.step()
+    wide = netgrow.widen(model, 2.0, example_input=data[0], seed=0)
+    pm = param_map(wide)
+    # right after the exact widen: a unit replicated c times gets 1/c of the gradient on its incoming weights
+    # (and norm/embedding entries), a divided fan-in column the same gradient; the tied embedding both at once
+    g_old, g_new = lm_grads(model, data[3]), lm_grads(wide, data[3])
+    assert g_new.keys() == {n for n, _ in wide.named_parameters()}
+    for n, g in g_new.items():
+        torch.testing.assert_close(g, gather(g_old[pm[n].source], pm[n], "grad", g.shape), rtol=0, atol=1e-9, msg=n)
+    new_opt = torch.optim.AdamW(wide.named_parameters(), lr=1e-3, weight_decay=0.01)
+    carry_optimizer_state(opt.state_dict(), model, new_opt, wide, pm)
+    old_params, new_params = dict(model.named_parameters()), dict(wide.named_parameters())
+    for when in ("carried", "after one more step"):
+        if when != "carried":
+            opt.step(), new_opt.step()
+        for n, p in new_params.items():
+            old_state, new_state = opt.state[old_params[pm[n].source]], new_opt.state[p]
+            for key, kind_ in (("exp_avg", "grad"), ("exp_avg_sq", "grad_sq")):  # m by 1/c, v by 1/c^2
+                expected = gather(old_state[key], pm[n], kind_, p.shape)
+                torch.testing.assert_close(new_state[key], expected, rtol=1e-9, atol=1e-12, msg=f"{n} {key} {when}")
