@@ -13,8 +13,9 @@ Whenever channels reach an operation this module does not understand (a reshape 
 hard-coded ``view(-1, 512)``, indexing, an unknown function), their group is *locked* with a reason
 naming the node, and the rest of the model is analysed as usual.
 
-This module only describes the model; it never changes it. How each layer type's tensors are resized
-lives in ``netgrow.ops.rules``.
+What each call does to the channels is its rule's role (and, for a pass-through op, its flow) in the
+layer-rule registry ``netgrow.graph.rules``; a call without a rule locks the channels reaching it. This
+module only describes the model; it never changes it (``netgrow.ops.rules`` resizes tensors).
 """
 
 from __future__ import annotations
@@ -928,11 +929,9 @@ class _Analyser:
         return None
 
     def flow_permute(self, c: _Call) -> Tracked | None:
-        node, inp = c.node, c.inp
-        if inp is None:
+        if c.inp is None:
             return None
-        dim, lay = inp
-        nd = len(c.in_shape)
+        node, (dim, lay), nd = c.node, c.inp, len(c.in_shape)
         kind = node.target if node.op == "call_method" else node.target.__name__
         if kind in ("transpose", "swapaxes", "t"):
             a, b = (0, 1) if kind == "t" else (_norm_dim(node.args[1], nd), _norm_dim(node.args[2], nd))

@@ -19,9 +19,9 @@ from torch import nn
 from netgrow.errors import LockedGroupError, NetgrowTypeError, NetgrowValueError, VerificationError
 from netgrow.graph.groups import ChannelGraph, ChannelGroup, analyse
 from netgrow.ops.param_map import set_param_map
+from netgrow.ops.rules import producer_weight
 from netgrow.ops.replay import example_input as zeros_input
 from netgrow.graph.trace import eval_mode
-from netgrow.ops import rules
 from netgrow.ops.verify import first_output
 from netgrow.ops.widen import GroupMap, check_model_and_input, dtype_name, group_for_name, locked_reasons, resize_groups
 from netgrow.spec import append_record
@@ -54,18 +54,16 @@ def filter_scores(model: nn.Module, group: ChannelGroup, graph: ChannelGraph | N
     producers (float64, on CPU)."""
     score = torch.zeros(group.width, dtype=torch.float64)
     for name in group.producers:
-        module = model.get_submodule(name)
-        w = module.weight.detach()
+        w, out_dim = producer_weight(model.get_submodule(name))
+        rows = w.detach().movedim(out_dim, 0).abs().flatten(1).sum(1).double().cpu()
         use = graph.modules.get(name) if graph is not None else None
         if use is None or use.out_layout is None:
-            score += w.abs().flatten(1).sum(1).double().cpu()
+            score += rows
             continue
-        out_dim = rules.rule_for(module).dims(module, "out")["weight"]
-        rows = w.abs().movedim(out_dim, 0).flatten(1).sum(1).double().cpu()
         offset = 0
         for seg in use.out_layout:  # a fused q/k/v projection holds the group three times; heads span block rows
             n = graph.groups[seg.group].width * seg.block
-            if graph.groups[seg.group].id == group.id:
+            if seg.group == group.id:
                 score += rows[offset : offset + n].view(group.width, seg.block).sum(1)
             offset += n
     return score

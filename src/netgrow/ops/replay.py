@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netgrow.errors import CheckpointError
+from netgrow.errors import CheckpointError, NetgrowValueError
 
 # op name -> the module defining its replay(); layers above register their own ops (netgrow.models: "grow")
 OP_MODULES = {
@@ -27,7 +27,8 @@ OP_MODULES = {
 
 def register_replay(op: str, module: str) -> None:
     """Make ``replay_log`` replay records of ``op`` with ``module``'s ``replay(model, record)``."""
-    OP_MODULES[op] = module
+    if OP_MODULES.setdefault(op, module) != module:
+        raise NetgrowValueError(f"growth op {op!r} is already replayed by {OP_MODULES[op]}; pick another op name")
 
 
 def example_input(record: dict[str, Any]) -> torch.Tensor:

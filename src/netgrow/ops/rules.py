@@ -53,6 +53,13 @@ def rule_for(module: nn.Module) -> LayerRule:
     return rule
 
 
+def producer_weight(module: nn.Module) -> tuple[torch.Tensor, int]:
+    """A producer's weight matrix (the out tensor also indexed by its inputs) and its output-channel dim."""
+    rule = rule_for(module)
+    name = next((t for t in rule.out_tensors if t in rule.in_tensors), next(iter(rule.out_tensors)))
+    return getattr(module, name), rule.out_tensors[name]
+
+
 @dataclasses.dataclass
 class ModulePlan:
     """What to do to one module: per tensor attribute the maps of its resized dims, and the new widths."""

@@ -378,13 +378,14 @@ def dtype_name(t: torch.Tensor) -> str:
 def _add_noise(
     old: nn.Module, new: nn.Module, graph: ChannelGraph, maps: dict[int, GroupMap], noise: float, gen: torch.Generator
 ) -> None:
-    """Gaussian noise of std ``noise * std(W)`` on the copies' incoming weights (rows j >= n) only."""
+    """Gaussian noise of std ``noise * std(W)`` on the copies' incoming weights (units j >= n) only."""
     with torch.no_grad():
         for gid in maps:
             g = graph.groups[gid]
             for name in g.producers:
-                w_old, w_new = old.get_submodule(name).weight, new.get_submodule(name).weight
-                copies = w_new.narrow(0, g.width, w_new.shape[0] - g.width)
+                w_old, _ = rules.producer_weight(old.get_submodule(name))
+                w_new, dim = rules.producer_weight(new.get_submodule(name))
+                copies = w_new.narrow(dim, g.width, w_new.shape[dim] - g.width)
                 std = float(w_old.detach().double().std()) if w_old.numel() > 1 else 1.0
                 z = torch.randn(copies.shape, generator=gen, dtype=torch.float64) * (noise * std)
                 copies.add_(z.to(device=copies.device, dtype=copies.dtype))
