@@ -236,6 +236,7 @@ CASES: dict[Any, list[Case]] = {
     "nelement": [fn(lambda m, h: h.view(h.size(0), h.nelement() // h.size(0)), "conv2d")],
     # transformers: embeddings, split/chunk (the mirror of cat), contractions of activations, attention
     nn.Embedding: [mod(lambda: EmbeddingAdd())],
+    nn.MultiheadAttention: [mod(lambda: SelfAttention(), "conv1d"), mod(lambda: SelfAttention(5), "conv1d")],
     torch.split: [fn(lambda m, h: torch.split(h, 2, 0)[0]),
                   fn(lambda m, h: torch.cat(torch.split(h, [2, 3], 1)[::-1], 1), locks=True)],
     "split": [fn(lambda m, h: h.split(3, 2)[0], "conv2d"),
@@ -253,6 +254,18 @@ CASES: dict[Any, list[Case]] = {
     torch.masked_fill: [fn(lambda m, h: torch.masked_fill(h, m.slope > 0.5, 0.0))],
     "masked_fill": [fn(lambda m, h: h.masked_fill(m.slope > 0.5, 0.0))],
 }  # fmt: skip
+
+
+class SelfAttention(nn.Module):
+    """``nn.MultiheadAttention`` over the positions of a (N, C, L) map, channels last inside."""
+
+    def __init__(self, heads: int = 1):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(_HIDDEN, heads, batch_first=True)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        y = h.transpose(1, 2)
+        return self.mha(y, y, y, need_weights=False)[0].transpose(1, 2)
 
 
 class EmbeddingAdd(nn.Module):

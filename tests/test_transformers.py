@@ -364,3 +364,58 @@ def test_adamw_moments_follow_the_gradient_correspondence_after_widening(kind):
             for key, kind_ in (("exp_avg", "grad"), ("exp_avg_sq", "grad_sq")):  # m by 1/c, v by 1/c^2
                 expected = gather(old_state[key], pm[n], kind_, p.shape)
                 torch.testing.assert_close(new_state[key], expected, rtol=1e-9, atol=1e-12, msg=f"{n} {key} {when}")
+
+
+# ------------------------------------------------------------------------------------------ nn.MultiheadAttention
+class Encoder(nn.Module):
+    """Pre-LN encoder layer on nn.MultiheadAttention (one composite rule), then a read-out."""
+
+    def __init__(self, d: int = 16, heads: int = 4, batch_first: bool = True):
+        super().__init__()
+        self.emb = nn.Linear(6, d)
+        self.ln = nn.LayerNorm(d)
+        self.mha = nn.MultiheadAttention(d, heads, batch_first=batch_first)
+        self.ff = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        self.head = nn.Linear(d, 3)
+        self.batch_first = batch_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.emb(x if self.batch_first else x.transpose(0, 1))
+        y = self.ln(h)
+        a, _ = self.mha(y, y, y, need_weights=False)
+        h = h + a
+        h = h + self.ff(h)
+        return self.head(h)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_multihead_attention_grows_whole_heads_with_its_input(batch_first):
+    torch.manual_seed(0)
+    model = Encoder(batch_first=batch_first).double().eval()
+    x = torch.randn(2, 5, 6, dtype=torch.float64)
+    graph = analyse(model, x)
+    stream = graph.producer_group("emb")  # the query width is embed_dim = heads x head_dim: one group of heads
+    assert (stream.width, stream.unit) == (4, 4) and stream.resizable
+    wide = netgrow.widen(model, 2.0, example_input=x, seed=0)
+    mha = wide.mha
+    assert (mha.embed_dim, mha.num_heads, mha.head_dim) == (32, 8, 4) and mha.in_proj_weight.shape == (96, 32)
+    assert mha.out_proj.weight.shape == (32, 32) and wide.ff[0].out_features == 64
+    y = torch.randn(3, 7, 6, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = model(y), wide(y)
+    assert float((a - b).abs().max()) <= 1e-10 * (1 + float(a.abs().max()))
+
+
+def test_multihead_attention_weights_that_are_used_lock_the_heads():
+    class Weights(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.mha = nn.Linear(6, 8), nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            h = self.emb(x)
+            out, weights = self.mha(h, h, h)
+            return out.sum(-1) + weights.sum(-1)
+
+    group = analyse(Weights(), torch.randn(2, 5, 6)).producer_group("emb")
+    assert group.locked and "head-averaged attention weights" in group.reason

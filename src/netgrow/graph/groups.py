@@ -124,6 +124,7 @@ class ModuleUse:
     carries: Layout | None = None
     param_dim: int = 0
     out_layout: Layout | None = None  # producers: the output dim's segments (heads: block = head_dim; split: parts)
+    in_dim: int = 1  # kind="param" with ``consumes``: the parameter dim that sums over those channels
     feeds_from: str | None = None  # producers: the channel-wise use whose output is this layer's only input
 
 
@@ -135,7 +136,8 @@ class ChannelGraph:
     modules: dict[str, ModuleUse]
     # (module path, size, layout): a size an exported graph read from a module attribute (a split size, a view
     # size); the ops set int attributes of that module equal to the size to the layout's new width
-    sizes: list[tuple[str, int, Layout]] = field(default_factory=list)
+    # (module path, size, layout, attributes): with no attribute names, every int attribute equal to the size
+    sizes: list[tuple[str, int, Layout, tuple[str, ...]]] = field(default_factory=list)
 
     def group(self, gid: int) -> ChannelGroup:
         return self.groups[gid]
@@ -218,7 +220,7 @@ class _Analyser:
         self.affine: dict[fx.Node, str] = {}
         # a parameter read directly, or sliced along other dims: (name, the parameter dim of each value dim)
         self.param_views: dict[fx.Node, tuple[str, list[int | None]]] = {}
-        self.sizes: list[tuple[str, int, Layout]] = []  # value -> the channel-wise use that computed it (see feeds_from)
+        self.sizes: list[tuple[str, int, Layout, tuple[str, ...]]] = []  # value -> the channel-wise use that computed it (see feeds_from)
 
     # ---------------------------------------------------------------- union-find
     def new_group(self, width: int, lock: str | None = None) -> int:
@@ -431,6 +433,8 @@ class _Analyser:
             in_shape=shape_of(x),
             out_shape=shape_of(node),
         )
+        if m is not None and c.rule is not None and c.rule.flow == "multihead":
+            return self.flow_multihead(c)
         if m is not None:
             extra = [a for a in _flat_nodes((node.args[1:], node.kwargs)) if self.val.get(a) is not None]
             if extra or c.out_shape is None or isinstance(c.inp, _Multi):
@@ -475,7 +479,7 @@ class _Analyser:
         """Remember a literal size of a specialised graph that covers these channels (see ``ChannelGraph.sizes``)."""
         stack = node.meta.get("nn_module_stack") or {}
         if self.specialised and stack:
-            self.sizes.append((list(stack.values())[-1][0], int(size), layout))
+            self.sizes.append((list(stack.values())[-1][0], int(size), layout, ()))
 
     def keep_affine(self, node: fx.Node) -> None:
         """Reshapes and slices of other dims keep each channel's values: the channel-wise source stays."""
@@ -824,6 +828,54 @@ class _Analyser:
                 self.note_size(node, arg, merged)
         return _Multi(items)
 
+    def flow_multihead(self, c: _Call) -> _Multi | None:
+        """``nn.MultiheadAttention`` as one composite layer: ``in_proj`` consumes the query/key/value channels
+        and produces 3 x heads (units of head_dim), ``out_proj`` consumes the heads and produces a new group.
+        The module needs query width == embed_dim == heads x head_dim, so the input channels are united with
+        the heads (in whole heads: the stream's units become head_dim channels)."""
+        node, m, name, desc = c.node, c.module, c.name, c.desc
+        q, k, v = (_arg(node, i, n, None) for i, n in enumerate(("query", "key", "value")))
+        vals = [self.value(t) for t in (q, k, v)]
+        tracked = [t for t in vals if t is not None]
+        shape = shape_of(q)
+        users = [u for u in node.users if not (u.target is operator.getitem and (u.args[1] == 0 or not u.users))]
+        problem = None
+        if not m._qkv_same_embed_dim or m.in_proj_weight is None:
+            problem = "has separate key/value widths (kdim/vdim)"
+        elif len(tracked) != 3 or any(t[0] != len(shape or ()) - 1 for t in tracked):
+            problem = "gets fixed or misplaced channels for some of query, key, value"
+        elif users:
+            problem = "returns head-averaged attention weights that are used, which replicated heads would change"
+        if problem:
+            self.lock_inputs(node, f"{desc} {problem}")
+            return None
+        stream = self.merge_layouts([t[1] for t in tracked], f"{desc} gets query/key/value laid out differently")
+        if stream is None:
+            return None
+        heads = self.new_group(m.embed_dim)
+        if not self.refine(heads, m.head_dim):
+            self.lock(stream, f"{desc}: embed_dim {m.embed_dim} is not whole heads of {m.head_dim}")
+            return None
+        head_seg = Segment(heads)
+        merged = self.merge_layouts([stream, (head_seg,)], f"{desc} needs its input width to equal its heads' width")
+        if merged is None:
+            return None
+        in_proj = f"{name}.in_proj_weight"
+        self.record_use(ModuleUse(in_proj, "param", consumes=stream, carries=(head_seg,) * 3, param_dim=0))
+        self.record_use(ModuleUse(f"{name}.in_proj_bias", "param", carries=(head_seg,) * 3, param_dim=0))
+        offset = 0
+        for s in stream:
+            self.g(s.group).consumers.append((Consumer(in_proj, offset, s.block), s.group))  # type: ignore[arg-type]
+            offset += self.seg_width(s)
+        out = self.new_group(m.out_proj.out_features)
+        out_name = f"{name}.out_proj"
+        self.info[out].producers.append(out_name)
+        self.record_use(ModuleUse(out_name, "producer", consumes=(head_seg,), produces=out, out_layout=(Segment(out),)))
+        self.g(heads).consumers.append((Consumer(out_name, 0, 1), heads))
+        self.sizes.append((name, m.embed_dim, (head_seg,), ("embed_dim", "kdim", "vdim")))
+        self.sizes.append((name, m.num_heads, (Segment(heads, Fraction(1, m.head_dim)),), ("num_heads",)))
+        return _Multi([(len(shape) - 1, (Segment(out),)), None])
+
     def flow_contraction(self, c: _Call) -> Tracked | None:
         """``a @ b`` of two activations: batch dims join their groups; a contracted group is locked."""
         node, desc = c.node, c.desc
@@ -1006,7 +1058,7 @@ class _Analyser:
                 out_layout=out,
                 feeds_from=u.feeds_from,
             )
-        sizes = [(path, size, remap(lay)) for path, size, lay in self.sizes]
+        sizes = [(path, size, remap(lay), attrs) for path, size, lay, attrs in self.sizes]
         return ChannelGraph(groups, modules, sizes)  # type: ignore[arg-type]
 
 

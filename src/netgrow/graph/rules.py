@@ -59,6 +59,7 @@ ROLES: tuple[str, ...] = ("producer", "consumer", "channelwise", "passthrough", 
 FLOWS: tuple[str, ...] = (
     "same", "cast", "elementwise", "spatial", "along", "flatten", "reshape", "reduce", "cat", "getitem",
     "permute", "unsqueeze", "squeeze", "size", "split", "contraction", "attention", "expand", "lookup",
+    "multihead",
 )  # fmt: skip
 Dim = Union[int, Callable[[nn.Module], int]]
 FreshInit = Callable[[nn.Module, str, torch.Size, torch.dtype, Union[torch.Generator, None]], torch.Tensor]
@@ -529,3 +530,5 @@ METHOD_RULES["rsqrt"] = _SAME
 for _fn in (torch.masked_fill,):
     FUNCTION_RULES[_fn] = LayerRule("passthrough", flow="elementwise")
 METHOD_RULES["masked_fill"] = LayerRule("passthrough", flow="elementwise")
+# nn.MultiheadAttention: one composite rule (in_proj, heads, out_proj; see groups._Analyser.flow_multihead)
+MODULE_RULES[nn.MultiheadAttention] = LayerRule("passthrough", flow="multihead")

@@ -135,10 +135,17 @@ def param_plans(graph: ChannelGraph, maps: dict[int, GroupMap]) -> dict[str, rul
     """Plans for parameters used directly in forward (an RMSNorm weight, a positional parameter): copied by g."""
     out: dict[str, rules.ModulePlan] = {}
     for name, use in graph.modules.items():
-        gm = layout_map(graph, use.carries, maps) if use.kind == "param" and use.carries else None
+        if use.kind != "param":
+            continue
+        dims = []
+        gm = layout_map(graph, use.carries, maps) if use.carries else None
         if gm is not None:
-            tname = name.rpartition(".")[2]
-            out[name] = rules.ModulePlan({tname: [DimMap.replicate(use.param_dim, gm.index, gm.counts, "pass")]}, {})
+            dims.append(DimMap.replicate(use.param_dim, gm.index, gm.counts, "pass"))
+        gm = layout_map(graph, use.consumes, maps) if use.consumes else None
+        if gm is not None:
+            dims.append(DimMap.replicate(use.in_dim, gm.index, gm.counts, "in"))
+        if dims:
+            out[name] = rules.ModulePlan({name.rpartition(".")[2]: sorted(dims, key=lambda d: d.dim)}, {})
     return out
 
 
@@ -226,13 +233,13 @@ def set_size_attributes(new: nn.Module, graph: ChannelGraph, maps: dict[int, Gro
 
     Only attributes of the module whose forward used the size, and only those equal to it, change.
     """
-    for path, size, layout in graph.sizes:
+    for path, size, layout, attrs in graph.sizes:
         gm = layout_map(graph, layout, maps) if layout else None
         if gm is None:
             continue
         module = new.get_submodule(path)
         for attr, value in list(vars(module).items()):
-            if type(value) is int and value == size and not attr.startswith("_"):
+            if type(value) is int and value == size and (attr in attrs if attrs else not attr.startswith("_")):
                 setattr(module, attr, int(gm.index.numel()))
 
 
