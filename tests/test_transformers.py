@@ -419,3 +419,17 @@ def test_multihead_attention_weights_that_are_used_lock_the_heads():
 
     group = analyse(Weights(), torch.randn(2, 5, 6)).producer_group("emb")
     assert group.locked and "head-averaged attention weights" in group.reason
+
+
+# ------------------------------------------------------------------------------------------ the growth log
+@pytest.mark.parametrize("kind,block", [("gpt2", "transformer.h.0"), ("llama", "model.layers.0")])
+def test_a_grown_transformer_saves_and_loads_by_replaying_its_log(kind, block, tmp_path):
+    x = tokens(2, 7, seed=0)
+    grown = netgrow.widen(BUILDERS[kind](), 2.0, example_input=x, seed=0)
+    grown = netgrow.deepen(grown, block, example_input=x, kind="copy")
+    grown = netgrow.prune(grown, 0.25, example_input=x, layers="linear")
+    assert [r["op"] for r in netgrow.growth_log(grown)] == ["widen", "deepen", "prune"]
+    netgrow.save(grown, tmp_path / "grown.safetensors")
+    loaded = netgrow.load(tmp_path / "grown.safetensors", base=BUILDERS[kind]())
+    y = tokens(3, 11, seed=1)
+    assert torch.equal(logits(grown, y), logits(loaded, y))

@@ -749,8 +749,6 @@ class _Analyser:
                 return None
             ratio = Fraction(inner, tail)  # < 1: the dim is split into (units, within-unit) dims, e.g. heads
             new = tuple(Segment(s.group, s.block * ratio) for s in lay)
-            if hard and out_shape[t] != in_shape[dim]:
-                self.note_size(node, sizes[t], new)
             for old_s, new_s in zip(lay, new):
                 e = self.eff_block(new_s)
                 if e.denominator != 1 and not self.refine(new_s.group, e.denominator):
