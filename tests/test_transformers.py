@@ -433,3 +433,15 @@ def test_a_grown_transformer_saves_and_loads_by_replaying_its_log(kind, block, t
     loaded = netgrow.load(tmp_path / "grown.safetensors", base=BUILDERS[kind]())
     y = tokens(3, 11, seed=1)
     assert torch.equal(logits(grown, y), logits(loaded, y))
+
+
+def test_the_stream_grows_only_by_whole_multiples(caplog):
+    model, x = nanogpt(), tokens(2, 7, seed=0)
+    with pytest.raises(netgrow.NetgrowValueError, match="not a whole multiple of its width 32"):
+        netgrow.widen(model, {"wte": 48}, example_input=x)
+    with caplog.at_level("WARNING", logger="netgrow.ops.widen"):
+        wide = netgrow.widen(model, 1.5, example_input=x, seed=0)  # heads 4 -> 6, FFN 128 -> 192, stream kept
+    assert "keeps width 32" in caplog.text
+    assert wide.wte.weight.shape == (50, 32) and wide.blocks[0].attn.c_attn.out_features == 3 * 6 * 8
+    assert wide.blocks[0].mlp[0].out_features == 192
+    assert_same_function(model, wide)
