@@ -157,6 +157,8 @@ def test_register_rule_refuses_bad_input():
         netgrow.register_rule(Scale, {"role": "channelwise"})
     with pytest.raises(NetgrowValueError, match="nn.Linear|Linear already has a rule; pass replace=True"):
         netgrow.register_rule(nn.Linear, R.LINEAR)
+    with pytest.raises(NetgrowValueError, match="cumsum is a function/method, which has no tensors of its own"):
+        netgrow.register_rule(torch.cumsum, SCALE_RULE)
     with pytest.raises(NetgrowValueError, match="role 'maker' is unknown"):
         netgrow.LayerRule("maker")
     with pytest.raises(NetgrowValueError, match="a producer needs out_dim and out_tensors"):
@@ -171,3 +173,44 @@ def test_case_builder_is_deterministic():
     a, xa = Case(lambda: nn.ReLU()).build(torch.float32)
     b, xb = Case(lambda: nn.ReLU()).build(torch.float32)
     assert torch.equal(xa, xb) and torch.equal(a(xa), b(xb))
+
+
+class TransposedLinear(nn.Module):
+    """y = x @ w + b with w of shape (in, out), like Hugging Face's GPT-2 ``Conv1D``."""
+
+    def __init__(self, nx: int, nf: int):
+        super().__init__()
+        self.nx, self.nf = nx, nf
+        self.weight = nn.Parameter(torch.randn(nx, nf) / nx**0.5)
+        self.bias = nn.Parameter(torch.randn(nf))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight + self.bias
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_user_producer_with_a_transposed_weight_widens_exactly(dtype):
+    rule = netgrow.LayerRule(
+        "producer", in_dim=-1, out_dim=-1, out_tensors={"weight": 1, "bias": 0}, in_tensors={"weight": 0},
+        widths={"out": ("nf",), "in": ("nx",)}, fresh=R.fill(weight=0.0, bias=0.0),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    net = nn.Sequential(TransposedLinear(3, 6), nn.ReLU(), TransposedLinear(6, 2)).to(dtype)
+    x = torch.randn(4, 3, dtype=dtype)
+    # before: traced through, `@` is an unknown op, so netgrow sees no producer to widen
+    assert not any(g.producers for g in netgrow.channel_groups(net, x))
+    with pytest.raises(NetgrowValueError, match="'0' .*does not produce a channel group"):
+        netgrow.widen(net, {"0": 9}, x)
+    netgrow.register_rule(TransposedLinear, rule)
+    try:
+        wide = netgrow.widen(net, {"0": 9}, x, seed=0)
+        assert wide[0].weight.shape == (3, 9) and wide[0].nf == 9 and wide[2].weight.shape == (9, 2)
+        fresh = torch.randn(7, 3, dtype=dtype, generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            ref = net(fresh)
+        assert _max_err(net, wide, fresh) <= tolerance(ref, 1e-6 if dtype == torch.float32 else 1e-12)
+        noisy = netgrow.widen(net, {"0": 9}, x, seed=0, noise=0.1, verify=False)
+        diff = (noisy[0].weight - wide[0].weight).abs()
+        assert diff[:, :6].max() == 0 and diff[:, 6:].min() > 0  # only the copies' incoming weights (dim 1)
+    finally:
+        R.unregister_rule(TransposedLinear)

@@ -190,6 +190,11 @@ def register_rule(target: Target, rule: RuleOrChooser, *, replace: bool = False)
         raise NetgrowTypeError(
             f"register_rule: rule for {_target_name(target)} must be a netgrow.LayerRule, got {type(rule).__name__}"
         )
+    if table is not MODULE_RULES and rule.role in ("producer", "consumer", "channelwise"):
+        raise NetgrowValueError(
+            f"register_rule: {_target_name(target)} is a function/method, which has no tensors of its own; "
+            f"role {rule.role!r} needs a module class (functions and methods are 'passthrough' or 'boundary')"
+        )
     if target in table and not replace:
         raise NetgrowValueError(
             f"register_rule: {_target_name(target)} already has a rule; pass replace=True to override it"
