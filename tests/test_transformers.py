@@ -445,3 +445,25 @@ def test_the_stream_grows_only_by_whole_multiples(caplog):
     assert wide.wte.weight.shape == (50, 32) and wide.blocks[0].attn.c_attn.out_features == 3 * 6 * 8
     assert wide.blocks[0].mlp[0].out_features == 192
     assert_same_function(model, wide)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gpt_neox", "opt", "gemma_untied"])
+def test_more_hugging_face_families_widen_exactly(family):
+    from transformer_models import more_families
+
+    torch.manual_seed(0)
+    model = more_families()[family]().eval()
+    x = tokens(2, 7, seed=0)
+    old = resizable_widths(model, x)
+    wide = netgrow.widen(model, 2.0, example_input=x, seed=0)
+    assert_same_function(model, wide)
+    assert resizable_widths(wide, x) == sorted((w * 2, u) for w, u in old) and any(u > 1 for _, u in old)
+
+
+def test_a_tie_behind_a_one_plus_weight_norm_is_refused_not_broken():
+    from transformer_models import more_families
+
+    torch.manual_seed(0)
+    model = more_families()["gemma"]().eval()  # Gemma's final norm scales by (1 + w): it cannot take 1/c
+    with pytest.raises(netgrow.NetgrowValueError, match="tied parameter model.embed_tokens.weight, lm_head.weight"):
+        netgrow.widen(model, 2.0, example_input=tokens(2, 7, seed=0), seed=0)

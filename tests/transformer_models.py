@@ -124,3 +124,22 @@ def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         out = model(x)
     return out if isinstance(out, torch.Tensor) else out.logits
+
+
+def more_families() -> dict:
+    """Other Hugging Face families, each with a pattern of its own: Qwen2 (q/k/v biases, GQA), GPT-NeoX
+    (a fused q/k/v projection viewed as heads x 3 x head_dim), OPT (views with the head count read from an
+    attribute), Gemma (RMSNorm scaled by 1 + weight, embeddings scaled by a constant)."""
+    import transformers as T
+
+    common = {"vocab_size": VOCAB, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0,
+              "num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "max_position_embeddings": 32}  # fmt: skip
+    return {
+        "qwen2": lambda: T.Qwen2ForCausalLM(T.Qwen2Config(num_key_value_heads=2, intermediate_size=64, **common)),
+        "gpt_neox": lambda: T.GPTNeoXForCausalLM(T.GPTNeoXConfig(intermediate_size=64, **common)),
+        "opt": lambda: T.OPTForCausalLM(T.OPTConfig(ffn_dim=64, word_embed_proj_dim=32, **common)),
+        "gemma_untied": lambda: T.GemmaForCausalLM(T.GemmaConfig(
+            num_key_value_heads=2, intermediate_size=64, head_dim=8, tie_word_embeddings=False, **common)),
+        "gemma": lambda: T.GemmaForCausalLM(T.GemmaConfig(
+            num_key_value_heads=2, intermediate_size=64, head_dim=8, **common)),
+    }

@@ -190,6 +190,7 @@ class _Call:
     out_shape: tuple[int, ...] | None
 
 
+HEAD_COUNT = ("<number of heads>",)  # ChannelGraph.sizes: update attributes named like a head count
 _COPIES = ("clone", "contiguous", "to", "float", "double", "type", "type_as")
 
 
@@ -220,6 +221,7 @@ class _Analyser:
         self.affine: dict[fx.Node, str] = {}
         # a parameter read directly, or sliced along other dims: (name, the parameter dim of each value dim)
         self.param_views: dict[fx.Node, tuple[str, list[int | None]]] = {}
+        self.derived: set[fx.Node] = set()  # param views computed from a parameter (1 + w): not a plain scale
         self.sizes: list[tuple[str, int, Layout, tuple[str, ...]]] = []  # value -> the channel-wise use that computed it (see feeds_from)
 
     # ---------------------------------------------------------------- union-find
@@ -404,6 +406,7 @@ class _Analyser:
             elif node.op in ("call_module", "call_function", "call_method"):
                 self.val[node] = self.call(node)
                 self.keep_affine(node)
+                self.derive_param(node)
             elif node.op == "output":
                 for a in _flat_nodes(node.args):
                     t = self.value(a)
@@ -462,6 +465,20 @@ class _Analyser:
             return self.channelwise(c)
         return getattr(self, f"flow_{c.rule.flow}")(c)
 
+    def derive_param(self, node: fx.Node) -> None:
+        """``1 + weight``, ``weight.float()``: an elementwise function of one parameter alone still follows the
+        parameter's channels (Gemma's RMSNorm scales by ``1 + weight``)."""
+        if node.op == "call_module" or self.val.get(node) is not None:
+            return
+        args = list(_flat_nodes((node.args, node.kwargs)))
+        rule = rules.node_rule(node.op, node.target, self.mods)
+        if len(args) != 1 or args[0] not in self.param_views or rule is None:
+            return
+        if rule.flow in ("same", "cast", "elementwise") and rule.role == "passthrough":
+            if shape_of(node) == shape_of(args[0]):
+                self.param_views[node] = self.param_views[args[0]]
+                self.derived.add(node)
+
     def slice_param(self, node: fx.Node) -> None:
         """``pos_emb[:, :T]``: a parameter sliced along other dims is still that parameter, dim for dim."""
         name, dims = self.param_views[node.args[0]]  # type: ignore[index]
@@ -475,11 +492,11 @@ class _Analyser:
         out += dims[len(idx) :]
         self.param_views[node] = (name, out)
 
-    def note_size(self, node: fx.Node, size: int, layout: Layout) -> None:
+    def note_size(self, node: fx.Node, size: int, layout: Layout, attrs: tuple[str, ...] = ()) -> None:
         """Remember a literal size of a specialised graph that covers these channels (see ``ChannelGraph.sizes``)."""
         stack = node.meta.get("nn_module_stack") or {}
         if self.specialised and stack:
-            self.sizes.append((list(stack.values())[-1][0], int(size), layout, ()))
+            self.sizes.append((list(stack.values())[-1][0], int(size), layout, attrs))
 
     def keep_affine(self, node: fx.Node) -> None:
         """Reshapes and slices of other dims keep each channel's values: the channel-wise source stays."""
@@ -672,6 +689,7 @@ class _Analyser:
             return None
         od = dims.pop()
         params: list[tuple[str, int]] = []
+        derived = False
         for a in _flat_nodes((node.args, node.kwargs)):
             shape = shape_of(a)
             if shape is None or self.val.get(a) is not None:
@@ -681,6 +699,7 @@ class _Analyser:
                 view = self.param_views.get(a)
                 if view is not None and view[1][ad] is not None and shape[ad] == out_shape[od]:
                     params.append((view[0], view[1][ad]))  # a parameter used directly: it follows the channels
+                    derived |= a in self.derived
                     continue
                 self.lock_inputs(node, f"{desc} combines these channels with the fixed-size tensor {a.name!r}")
                 return None
@@ -690,7 +709,7 @@ class _Analyser:
         for pname, pdim in params:
             self.record_use(ModuleUse(pname, "param", carries=merged, param_dim=pdim))
             self.note_pass(pname, merged)
-            if len(params) == 1 and len(layouts) == 1 and node.target in (torch.mul, operator.mul, "mul"):
+            if len(params) == 1 and len(layouts) == 1 and not derived and node.target in (torch.mul, operator.mul, "mul"):
                 self.affine[node] = pname  # x * weight: a norm's scale, which a tied head may absorb
         return od, merged
 
@@ -749,6 +768,8 @@ class _Analyser:
                 return None
             ratio = Fraction(inner, tail)  # < 1: the dim is split into (units, within-unit) dims, e.g. heads
             new = tuple(Segment(s.group, s.block * ratio) for s in lay)
+            if hard and ratio < 1:  # view(B, T, num_heads, head_dim) with num_heads read from an attribute
+                self.note_size(node, sizes[t], new, HEAD_COUNT)
             for old_s, new_s in zip(lay, new):
                 e = self.eff_block(new_s)
                 if e.denominator != 1 and not self.refine(new_s.group, e.denominator):
