@@ -24,6 +24,7 @@ from torch import nn
 from netgrow.errors import NetgrowTypeError, NetgrowValueError, VerificationError
 from netgrow.graph.output import find_output_layer, output_layer  # noqa: F401 (find_output_layer: re-exported)
 from netgrow.graph.trace import eval_mode
+from netgrow.ops import rules
 from netgrow.ops.modules import clone, get_module, set_module
 from netgrow.ops.param_map import DimMap, ParamSource, identity_map, set_param_map
 from netgrow.ops.replay import example_input as record_input
@@ -64,7 +65,8 @@ def expand_classes(
         raise NetgrowTypeError(
             f"output layer {path!r} is a {type(layer).__name__}; expand_classes needs a Linear or Conv"
         )
-    current = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+    out_tensors = rules.rule_for(layer).out_tensors  # {tensor: its output-class dim}, from the registry
+    current = getattr(layer, next(iter(out_tensors))).shape[next(iter(out_tensors.values()))]
     if not isinstance(num_classes, int) or num_classes <= current:
         raise NetgrowValueError(
             f"expand_classes: output layer {path!r} already has {current} classes, got num_classes={num_classes!r}; "
@@ -80,9 +82,9 @@ def expand_classes(
     fresh = _fresh_layer(old_layer, num_classes, seed)
     fresh.train(old_layer.training)
     with torch.no_grad():
-        fresh.weight[:current] = old_layer.weight
-        if old_layer.bias is not None:
-            fresh.bias[:current] = old_layer.bias
+        for name, dim in out_tensors.items():
+            if getattr(old_layer, name, None) is not None:
+                getattr(fresh, name).narrow(dim, 0, current).copy_(getattr(old_layer, name))
     set_module(new, path, fresh)
 
     append_record(
@@ -99,9 +101,9 @@ def expand_classes(
     pm = identity_map(new)
     index = torch.cat([torch.arange(current), torch.full((num_classes - current,), -1)])
     ones = torch.ones(num_classes, dtype=torch.float64)
-    for name in ("weight", "bias"):
+    for name, dim in out_tensors.items():
         if getattr(fresh, name, None) is not None:
-            pm[f"{path}.{name}"] = ParamSource(f"{path}.{name}", [DimMap(0, index, ones, ones)])
+            pm[f"{path}.{name}"] = ParamSource(f"{path}.{name}", [DimMap(dim, index, ones, ones)])
     set_param_map(new, pm)
     _check_old_logits(model, new, example_input, current)
     log.info("expand_classes: %s %d -> %d classes", path, current, num_classes)
