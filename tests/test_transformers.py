@@ -467,3 +467,23 @@ def test_a_tie_behind_a_one_plus_weight_norm_is_refused_not_broken():
     model = more_families()["gemma"]().eval()  # Gemma's final norm scales by (1 + w): it cannot take 1/c
     with pytest.raises(netgrow.NetgrowValueError, match="tied parameter model.embed_tokens.weight, lm_head.weight"):
         netgrow.widen(model, 2.0, example_input=tokens(2, 7, seed=0), seed=0)
+
+
+def test_hugging_face_vit_grows_its_stream_through_patch_conv_class_token_and_positions():
+    import transformers as T
+
+    torch.manual_seed(0)
+    model = T.ViTForImageClassification(T.ViTConfig(
+        image_size=16, patch_size=8, num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+        num_labels=5)).eval()  # fmt: skip
+    x = torch.randn(2, 3, 16, 16)
+    stream = analyse(model, x).producer_group("vit.embeddings.patch_embeddings.projection")
+    assert stream.resizable and "vit.embeddings.cls_token" in stream.passthrough
+    wide = netgrow.widen(model, 2.0, example_input=x, seed=0)
+    assert wide.vit.embeddings.cls_token.shape == (1, 1, 64) and wide.vit.embeddings.position_embeddings.shape[-1] == 64
+    y = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        a, b = model(y).logits, wide(y).logits
+    assert float((a - b).abs().max()) <= 1e-5 * (1 + float(a.abs().max()))
+    small = netgrow.prune(model, 0.25, example_input=x, layers="linear")  # heads 4 -> 3, FFN 64 -> 48
+    assert small.vit.layers[0].attention.q_proj.out_features == 24 and small.vit.layers[0].mlp.fc1.out_features == 48

@@ -13,7 +13,7 @@ The exported graph is translated into the vocabulary the channel-group analysis 
 - an ATen call whose weight belongs to a layer with a rule (``aten.linear`` of an ``nn.Linear``,
   ``aten.embedding`` of an ``nn.Embedding``, ``aten.layer_norm`` of an ``nn.LayerNorm``, ``aten.addmm``
   of Hugging Face's transposed ``Conv1D``) becomes a ``call_module`` node of that layer, found through
-  the node's ``nn_module_stack`` (which also resolves tied weights: the embedding lookup of a weight tied
+  the node's ``nn_module_stack`` (``aten.convNd`` of an ``nn.ConvNd`` likewise; the stack also resolves tied weights: the embedding lookup of a weight tied
   to the output head is the embedding's call);
 - any other ATen op becomes the ``torch`` function of the same name (``aten.view`` -> ``torch.reshape``,
   ``aten.slice`` -> indexing, ``aten._softmax`` -> ``torch.softmax``, ...), or stays the ATen op, which the
@@ -171,6 +171,12 @@ class _Translator:
         elif name == "layer_norm":
             path = self.owner(node, a[2] if len(a) > 2 else None)
             if isinstance(self.mods.get(path or ""), nn.LayerNorm):
+                return self.emit(node, "call_module", path, (self.arg(a[0]),))
+        elif name in ("conv1d", "conv2d", "conv3d"):  # aten.convNd(x, weight, bias, stride, padding, ...)
+            path = self.owner(node, a[1])
+            m = self.mods.get(path or "")
+            bias = a[2] if len(a) > 2 else None
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and (bias is None) == (m.bias is None):
                 return self.emit(node, "call_module", path, (self.arg(a[0]),))
         elif name == "addmm":  # Hugging Face Conv1D: addmm(bias, x, weight[in, out])
             path = self.owner(node, a[2])

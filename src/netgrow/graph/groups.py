@@ -478,6 +478,11 @@ class _Analyser:
             if shape_of(node) == shape_of(args[0]):
                 self.param_views[node] = self.param_views[args[0]]
                 self.derived.add(node)
+        elif rule.flow == "expand":  # cls_token.expand(B, -1, -1): the channels stay where they were
+            out, inp = shape_of(node), shape_of(args[0])
+            if out is not None and inp is not None and len(out) == len(inp):
+                name, dims = self.param_views[args[0]]
+                self.param_views[node] = (name, [d if out[i] == inp[i] else None for i, d in enumerate(dims)])
 
     def slice_param(self, node: fx.Node) -> None:
         """``pos_emb[:, :T]``: a parameter sliced along other dims is still that parameter, dim for dim."""
@@ -729,9 +734,18 @@ class _Analyser:
                     width = (shape_of(a) or (0,) * nd)[dim]
                     layout.append(Segment(self.new_group(width, lock=f"{desc} concatenates fixed channels of {a}")))
             return dim, tuple(layout)
-        if len(tracked_dims) == 1 and all(t is not None for _, t in vals):
-            merged = self.merge_layouts([t[1] for _, t in vals], f"{desc} stacks channels laid out differently")
-            return None if merged is None else (tracked_dims.pop(), merged)
+        params = [(a, self.param_views.get(a)) for a, t in vals if t is None]
+        if len(tracked_dims) == 1 and all(v is not None for _, v in params):
+            od = next(iter(tracked_dims))
+            merged = self.merge_layouts([t[1] for _, t in vals if t is not None], f"{desc} stacks channels laid out differently")
+            if merged is None:
+                return None
+            for a, (pname, pdims) in params:  # type: ignore[misc]  # a class token joined along the sequence
+                if pdims[od] is None or (shape_of(a) or ())[od] != out_shape[od]:
+                    return self.unknown(node, desc)
+                self.record_use(ModuleUse(pname, "param", carries=merged, param_dim=pdims[od]))
+                self.note_pass(pname, merged)
+            return od, merged
         return self.unknown(node, desc)
 
     def flow_reshape(self, c: _Call) -> Tracked | None:
