@@ -522,16 +522,12 @@ class _Analyser:
         """Conv/Linear: the input channels are consumed, the output channels are a new group."""
         rule, name, inp = c.rule, c.name, c.inp
         consumes = None
-        if rule.in_dim is None:  # a lookup (embedding): its input holds indices, never channels
-            if inp is not None:
-                self.lock(inp[1], f"{c.desc} looks rows up by these values")
-        else:
+        if rule.in_dim is not None and inp is not None:  # (a lookup's input holds token ids, never channels)
             ch_in = rules.resolve_dim(rule.in_dim, c.module, len(c.in_shape))
-            if inp is not None:
-                if inp[0] == ch_in:
-                    consumes = inp[1]
-                else:
-                    self.lock(inp[1], f"{c.desc} is applied along dim {ch_in} while these channels sit in dim {inp[0]}")
+            if inp[0] == ch_in:
+                consumes = inp[1]
+            else:
+                self.lock(inp[1], f"{c.desc} is applied along dim {ch_in} while these channels sit in dim {inp[0]}")
         gid = None
         if rule.role == "producer":
             ch_out = rules.resolve_dim(rule.out_dim, c.module, len(c.out_shape))
