@@ -334,7 +334,7 @@ def logits_with_grad(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
-@pytest.mark.parametrize("kind", ["nanogpt", "gpt2"])
+@pytest.mark.parametrize("kind", ["nanogpt", "gpt2", "llama"])
 def test_adamw_moments_follow_the_gradient_correspondence_after_widening(kind):
     from netgrow.ops.param_map import gather
     from netgrow.train.carry import carry_optimizer_state
