@@ -155,16 +155,28 @@ def test_param_map_reproduces_the_new_weights(kind):
 
 
 # ------------------------------------------------------------------------------------------ refusals
-def test_hard_coded_heads_are_refused_with_a_reason_naming_the_node():
-    model = nanogpt(hard_coded=True)
+def test_nanogpts_own_attention_code_grows_its_attributes_with_it():
+    model = nanogpt(style="nanogpt")  # split(self.n_embd), view(B, T, self.n_head, C // self.n_head), view(B, T, C)
+    x = tokens(2, 7, seed=0)
+    wide = netgrow.widen(model, 2.0, example_input=x, seed=0)
+    attn = wide.blocks[0].attn
+    assert (attn.n_embd, attn.n_head, attn.c_attn.out_features) == (64, 8, 192)  # the attributes follow
+    assert_same_function(model, wide)
+    # heads alone cannot grow: the view takes head_dim from the stream's width (C // n_head)
+    with pytest.raises(VerificationError, match="no longer runs"):
+        netgrow.widen(model, {"blocks.0.attn.c_attn": 8}, example_input=x, seed=0)
+
+
+def test_a_constant_head_count_is_refused_with_a_reason_naming_the_node():
+    model = nanogpt(style="constant")  # view(B, T, 4, head_dim) with 4 from no attribute of the module
     x = tokens(2, 7, seed=0)
     group = analyse(model, x).producer_group("blocks.0.attn.c_attn")
     assert group.locked and "at node 'view'" in group.reason and "-1" in group.reason
     with pytest.raises(LockedGroupError, match="at node 'view'"):
         netgrow.widen(model, {"blocks.0.attn.c_attn": 192}, example_input=x)
-    # the stream alone cannot grow either: the view reads the stream's width (C // n_head) for the heads
-    with pytest.raises(VerificationError, match="no longer runs"):
-        netgrow.widen(model, 2.0, example_input=x, seed=0)
+    wide = netgrow.widen(model, 2.0, example_input=x, seed=0)  # the rest still grows: stream and FFN
+    assert wide.blocks[0].mlp[0].out_features == 256 and wide.blocks[0].attn.c_attn.out_features == 96
+    assert_same_function(model, wide)
 
 
 class UntiedSum(nn.Module):

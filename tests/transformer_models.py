@@ -53,28 +53,39 @@ def bert() -> nn.Module:
 
 
 class Attention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, hard_coded: bool = False):
+    """``style="minus_one"``: views with -1 heads and chunk; ``"nanogpt"``: nanoGPT's own code (split by
+    ``self.n_embd``, ``view(B, T, self.n_head, C // self.n_head)``, ``view(B, T, C)``); ``"constant"``: the head
+    count is a class constant, not an attribute of the module (netgrow cannot know it follows)."""
+
+    HEADS = 4
+
+    def __init__(self, n_embd: int, n_head: int, style: str = "minus_one"):
         super().__init__()
         self.c_attn = nn.Linear(n_embd, 3 * n_embd)
         self.c_proj = nn.Linear(n_embd, n_embd)
-        self.n_head, self.head_dim, self.hard_coded = n_head, n_embd // n_head, hard_coded
+        self.n_embd, self.head_dim, self.style = n_embd, n_embd // n_head, style
+        if style != "constant":  # "constant": no attribute of the module holds the head count
+            self.n_head = n_head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).chunk(3, dim=2)
-        if self.hard_coded:  # nanoGPT's own view: the number of heads is a constant in the graph
+        if self.style == "nanogpt":
+            q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
             q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        else:
-            q, k, v = (t.view(B, T, -1, self.head_dim).transpose(1, 2) for t in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        q, k, v = self.c_attn(x).chunk(3, dim=2)
+        heads = self.HEADS if self.style == "constant" else -1
+        q, k, v = (t.view(B, T, heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, hard_coded: bool = False):
+    def __init__(self, n_embd: int, n_head: int, style: str = "minus_one"):
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd)
-        self.attn = Attention(n_embd, n_head, hard_coded)
+        self.attn = Attention(n_embd, n_head, style)
         self.ln_2 = nn.LayerNorm(n_embd)
         self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd))
 
@@ -87,11 +98,11 @@ class NanoGPT(nn.Module):
     """Pre-LN GPT: token embedding + learned positions (a bare parameter), blocks, final LN, tied head."""
 
     def __init__(self, n_layer: int = 2, n_embd: int = 32, n_head: int = 4, block_size: int = 16,
-                 hard_coded: bool = False):  # fmt: skip
+                 style: str = "minus_one"):  # fmt: skip
         super().__init__()
         self.wte = nn.Embedding(VOCAB, n_embd)
         self.wpe = nn.Parameter(torch.randn(1, block_size, n_embd) * 0.1)
-        self.blocks = nn.ModuleList(Block(n_embd, n_head, hard_coded) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(Block(n_embd, n_head, style) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd)
         self.lm_head = nn.Linear(n_embd, VOCAB, bias=False)
         self.lm_head.weight = self.wte.weight
@@ -103,9 +114,9 @@ class NanoGPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
-def nanogpt(hard_coded: bool = False) -> nn.Module:
+def nanogpt(style: str = "minus_one") -> nn.Module:
     torch.manual_seed(0)
-    model = NanoGPT(hard_coded=hard_coded).eval()
+    model = NanoGPT(style=style).eval()
     with torch.no_grad():  # non-trivial norm affines, so a wrong mapping of them shows
         for name, p in model.named_parameters():
             if ".ln_" in name or name.startswith("ln_"):

@@ -191,6 +191,14 @@ class _Call:
 
 
 HEAD_COUNT = ("<number of heads>",)  # ChannelGraph.sizes: update attributes named like a head count
+
+
+def names_a_size(attr: str, attrs: tuple[str, ...]) -> bool:
+    """Whether attribute ``attr`` may hold a size of ``ChannelGraph.sizes`` with these ``attrs``: the named
+    ones; ``HEAD_COUNT``: num_heads, n_head, num_attention_heads (never head_dim/head_size); ``()``: any public."""
+    if attrs == HEAD_COUNT:
+        return "head" in attr and not any(w in attr for w in ("dim", "size", "mask", "idx"))
+    return attr in attrs if attrs else not attr.startswith("_")
 _COPIES = ("clone", "contiguous", "to", "float", "double", "type", "type_as")
 
 
@@ -498,10 +506,20 @@ class _Analyser:
         self.param_views[node] = (name, out)
 
     def note_size(self, node: fx.Node, size: int, layout: Layout, attrs: tuple[str, ...] = ()) -> None:
-        """Remember a literal size of a specialised graph that covers these channels (see ``ChannelGraph.sizes``)."""
+        """Remember a literal size covering these channels that an attribute of the module running the node
+        holds (or may hold, in a specialised graph), so the ops update it (see ``ChannelGraph.sizes``)."""
         stack = node.meta.get("nn_module_stack") or {}
-        if self.specialised and stack:
+        if stack and (self.specialised or self.size_attribute(node, size, attrs)):
             self.sizes.append((list(stack.values())[-1][0], int(size), layout, attrs))
+
+    def size_attribute(self, node: fx.Node, size: int, attrs: tuple[str, ...]) -> bool:
+        """Whether the module whose forward ran ``node`` has an int attribute equal to ``size`` (``attrs``:
+        which names count, see ``names_a_size``): then the literal was read from it and can follow."""
+        stack = node.meta.get("nn_module_stack") or {}
+        module = self.mods.get(list(stack.values())[-1][0]) if stack else None
+        return module is not None and any(
+            type(v) is int and v == size and names_a_size(k, attrs) for k, v in vars(module).items()
+        )
 
     def keep_affine(self, node: fx.Node) -> None:
         """Reshapes and slices of other dims keep each channel's values: the channel-wise source stays."""
@@ -762,14 +780,15 @@ class _Analyser:
             if inner % tail and tail % inner:
                 continue
             hard = len(sizes) == len(out_shape) and isinstance(sizes[t], int) and sizes[t] != -1
-            if hard and not self.specialised and tail > inner:
+            from_attr = hard and tail > inner and self.size_attribute(node, sizes[t], HEAD_COUNT)
+            if hard and not self.specialised and tail > inner and not from_attr:
                 self.lock(
                     lay,
                     f"{desc} splits or mixes these channels (shape {list(in_shape)} -> {list(out_shape)}) with a "
                     f"hard-coded {sizes[t]}; a split into heads must say -1 there (x.view(B, T, -1, head_dim))",
                 )
                 return None
-            if hard and not self.specialised and out_shape[t] != in_shape[dim]:
+            if hard and not self.specialised and out_shape[t] != in_shape[dim] and not from_attr:
                 self.lock(
                     lay,
                     f"{desc} hard-codes size {sizes[t]} for the dim holding these channels; "
@@ -778,7 +797,7 @@ class _Analyser:
                 return None
             ratio = Fraction(inner, tail)  # < 1: the dim is split into (units, within-unit) dims, e.g. heads
             new = tuple(Segment(s.group, s.block * ratio) for s in lay)
-            if hard and ratio < 1:  # view(B, T, num_heads, head_dim) with num_heads read from an attribute
+            if hard and ratio < 1 and (self.specialised or from_attr):  # view(B, T, self.n_head, hd)
                 self.note_size(node, sizes[t], new, HEAD_COUNT)
             for old_s, new_s in zip(lay, new):
                 e = self.eff_block(new_s)
@@ -818,7 +837,8 @@ class _Analyser:
             sizes = [min(arg, size - i) for i in range(0, size, arg)]
         else:
             sizes = [int(v) for v in arg]
-        if not chunk and len(sizes) > 1 and not self.specialised:
+        from_attr = isinstance(arg, int) and self.size_attribute(node, arg, ())  # split(self.n_embd, dim=2)
+        if not chunk and len(sizes) > 1 and not self.specialised and not from_attr:
             self.lock(lay, f"{desc} hard-codes pieces of {arg} channels, which would not follow a new width; "
                            f"use .chunk(n, dim)")
             return None

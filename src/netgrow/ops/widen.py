@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from netgrow.errors import LockedGroupError, NetgrowTypeError, NetgrowValueError
-from netgrow.graph.groups import HEAD_COUNT, ChannelGraph, ChannelGroup, Layout, analyse
+from netgrow.graph.groups import ChannelGraph, ChannelGroup, Layout, analyse, names_a_size
 from netgrow.ops import rules
 from netgrow.ops.param_map import DimMap, ParamMap, ParamSource, gather, set_param_map
 from netgrow.ops.replay import example_input as zeros_input
@@ -239,14 +239,8 @@ def set_size_attributes(new: nn.Module, graph: ChannelGraph, maps: dict[int, Gro
             continue
         module = new.get_submodule(path)
         for attr, value in list(vars(module).items()):
-            if type(value) is int and value == size and _names_a_size(attr, attrs):
+            if type(value) is int and value == size and names_a_size(attr, attrs):
                 setattr(module, attr, int(gm.index.numel()))
-
-
-def _names_a_size(attr: str, attrs: tuple[str, ...]) -> bool:
-    if attrs == HEAD_COUNT:  # num_heads, n_head, num_attention_heads; never head_dim / head_size
-        return "head" in attr and not any(w in attr for w in ("dim", "size", "mask", "idx"))
-    return attr in attrs if attrs else not attr.startswith("_")
 
 
 def share_ties(model: nn.Module, new: nn.Module) -> None:
