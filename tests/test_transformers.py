@@ -167,6 +167,16 @@ def test_nanogpts_own_attention_code_grows_its_attributes_with_it():
         netgrow.widen(model, {"blocks.0.attn.c_attn": 8}, example_input=x, seed=0)
 
 
+def test_nanogpts_manual_attention_is_captured_by_export_and_grows_exactly():
+    model = nanogpt(style="manual")
+    x = tokens(2, 7, seed=0)
+    graph, _ = capture(model, x)
+    assert getattr(graph, EXPORTED, False)  # math.sqrt(k.size(-1)) defeats torch.fx
+    wide = netgrow.widen(model, 2.0, example_input=x, seed=0)
+    assert wide.blocks[1].attn.n_head == 8 and wide.blocks[1].attn.c_attn.out_features == 192
+    assert_same_function(model, wide)
+
+
 def test_a_constant_head_count_is_refused_with_a_reason_naming_the_node():
     model = nanogpt(style="constant")  # view(B, T, 4, head_dim) with 4 from no attribute of the module
     x = tokens(2, 7, seed=0)

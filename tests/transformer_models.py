@@ -5,6 +5,7 @@ parameter, tied embeddings)."""
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,9 @@ def bert() -> nn.Module:
 class Attention(nn.Module):
     """``style="minus_one"``: views with -1 heads and chunk; ``"nanogpt"``: nanoGPT's own code (split by
     ``self.n_embd``, ``view(B, T, self.n_head, C // self.n_head)``, ``view(B, T, C)``); ``"constant"``: the head
-    count is a class constant, not an attribute of the module (netgrow cannot know it follows)."""
+    count is a class constant, not an attribute of the module (netgrow cannot know it follows); ``"manual"``:
+    nanoGPT's attention without flash (``q @ kᵀ * (1 / math.sqrt(k.size(-1)))``, a causal-mask buffer,
+    softmax, ``@ v``), which torch.fx cannot trace (``math.sqrt`` of a traced size): torch.export captures it."""
 
     HEADS = 4
 
@@ -66,9 +69,17 @@ class Attention(nn.Module):
         self.n_embd, self.head_dim, self.style = n_embd, n_embd // n_head, style
         if style != "constant":  # "constant": no attribute of the module holds the head count
             self.n_head = n_head
+        if style == "manual":
+            self.register_buffer("bias", torch.tril(torch.ones(16, 16)).view(1, 1, 16, 16))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.size()
+        if self.style == "manual":
+            q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+            q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = F.softmax(att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf")), dim=-1)
+            return self.c_proj((att @ v).transpose(1, 2).contiguous().view(B, T, C))
         if self.style == "nanogpt":
             q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
             q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))

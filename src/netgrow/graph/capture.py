@@ -58,7 +58,7 @@ _SAME_ARGS: dict[str, Any] = {
     "mean": torch.mean, "sum": torch.sum, "amax": torch.amax, "amin": torch.amin, "var": torch.var,
     "relu": torch.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
     "exp": torch.exp, "neg": torch.neg, "abs": torch.abs, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
-    "square": torch.square, "clamp": torch.clamp, "expand": "expand",
+    "square": torch.square, "clamp": torch.clamp, "expand": "expand", "masked_fill": torch.masked_fill,
 }  # fmt: skip
 # ATen ops that return their input's values unchanged in layout (dtype/device/copies/dropout)
 _IDENTITY = {"dropout", "clone", "contiguous", "alias", "detach", "to", "_to_copy", "type_as", "lift_fresh_copy"}
