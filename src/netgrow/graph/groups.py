@@ -134,9 +134,9 @@ class ChannelGraph:
 
     groups: list[ChannelGroup]
     modules: dict[str, ModuleUse]
-    # (module path, size, layout): a size an exported graph read from a module attribute (a split size, a view
-    # size); the ops set int attributes of that module equal to the size to the layout's new width
-    # (module path, size, layout, attributes): with no attribute names, every int attribute equal to the size
+    # (module path, size, layout, attributes): a literal size (a split size, a head count) that an int attribute
+    # of the module running the op holds; the ops set those attributes (named as ``names_a_size`` allows) to
+    # the layout's new width (GPT2Attention.split_size, nanoGPT's n_embd / n_head, OPT's num_heads)
     sizes: list[tuple[str, int, Layout, tuple[str, ...]]] = field(default_factory=list)
 
     def group(self, gid: int) -> ChannelGroup:
@@ -226,11 +226,11 @@ class _Analyser:
         self.parts: dict[int, list[int]] = {}
         self.val: dict[fx.Node, Any] = {}
         self.uses: dict[str, ModuleUse] = {}
-        self.affine: dict[fx.Node, str] = {}
+        self.affine: dict[fx.Node, str] = {}  # value -> the channel-wise use that computed it (see feeds_from)
         # a parameter read directly, or sliced along other dims: (name, the parameter dim of each value dim)
         self.param_views: dict[fx.Node, tuple[str, list[int | None]]] = {}
         self.derived: set[fx.Node] = set()  # param views computed from a parameter (1 + w): not a plain scale
-        self.sizes: list[tuple[str, int, Layout, tuple[str, ...]]] = []  # value -> the channel-wise use that computed it (see feeds_from)
+        self.sizes: list[tuple[str, int, Layout, tuple[str, ...]]] = []
 
     # ---------------------------------------------------------------- union-find
     def new_group(self, width: int, lock: str | None = None) -> int:
