@@ -11,10 +11,10 @@ The exported graph is translated into the vocabulary the channel-group analysis 
 
 - a parameter or buffer input becomes a ``get_attr`` node named by its ``named_parameters()`` path;
 - an ATen call whose weight belongs to a layer with a rule (``aten.linear`` of an ``nn.Linear``,
-  ``aten.embedding`` of an ``nn.Embedding``, ``aten.layer_norm`` of an ``nn.LayerNorm``, ``aten.addmm``
-  of Hugging Face's transposed ``Conv1D``) becomes a ``call_module`` node of that layer, found through
-  the node's ``nn_module_stack`` (``aten.convNd`` of an ``nn.ConvNd`` likewise; the stack also resolves tied weights: the embedding lookup of a weight tied
-  to the output head is the embedding's call);
+  ``aten.convNd`` of an ``nn.ConvNd``, ``aten.embedding`` of an ``nn.Embedding``, ``aten.layer_norm`` of
+  an ``nn.LayerNorm``, ``aten.addmm`` of Hugging Face's transposed ``Conv1D``) becomes a ``call_module``
+  node of that layer; the node's ``nn_module_stack`` resolves tied weights (the embedding lookup of a
+  weight tied to the output head is the embedding's call);
 - any other ATen op becomes the ``torch`` function of the same name (``aten.view`` -> ``torch.reshape``,
   ``aten.slice`` -> indexing, ``aten._softmax`` -> ``torch.softmax``, ...), or stays the ATen op, which the
   analysis treats as unknown (locking the channels it touches, naming the node);
