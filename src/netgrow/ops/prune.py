@@ -131,6 +131,9 @@ def prune(
     candidates = [
         g for g in graph.groups if g.producers and not g.is_output and _conv_produced(model, g) == (layers == "conv")
     ]  # fmt: skip
+    if layers == "conv" and not candidates and prunable_groups(graph, model, "linear"):
+        log.warning("prune: %s has no conv filters to prune; layers='linear' prunes its linear units "
+                    "(FFN units, attention heads)", type(model).__name__)  # fmt: skip
     if not prunable and candidates:
         raise LockedGroupError(
             f"prune: nothing in {type(model).__name__} can be pruned, every hidden {layers} channel group is locked "

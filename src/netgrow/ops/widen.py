@@ -410,7 +410,9 @@ def widen(
     """A wider copy of ``model`` (Net2WiderNet); ``model`` is never changed.
 
     ``widths``: a factor for every resizable hidden group (new width = round(width * factor)), or
-    ``{producer name: new width}`` where any producer of a group names it. ``noise`` > 0 perturbs the
+    ``{producer name: new width}`` where any producer of a group names it; a group of attention heads
+    counts heads (``ChannelGroup.unit`` = head_dim channels each; under GQA, key/value groups), so
+    ``{"attn.c_attn": 8}`` means 8 heads. ``noise`` > 0 perturbs the
     replicated copies (not function-preserving then). ``method="random_pad"`` adds randomly initialised
     units instead (the paper's baseline). ``seed`` fixes the mapping (drawn from torch's global RNG if
     ``None``, and recorded). With ``verify`` the result is checked against ``model`` on ``example_input``
