@@ -509,3 +509,11 @@ def test_hugging_face_vit_grows_its_stream_through_patch_conv_class_token_and_po
     assert float((a - b).abs().max()) <= 1e-5 * (1 + float(a.abs().max()))
     small = netgrow.prune(model, 0.25, example_input=x, layers="linear")  # heads 4 -> 3, FFN 64 -> 48
     assert small.vit.layers[0].attention.q_proj.out_features == 24 and small.vit.layers[0].mlp.fc1.out_features == 48
+
+
+def test_prune_by_default_prunes_conv_filters_only_and_points_to_linear_units(caplog):
+    model, x = nanogpt(), tokens(2, 7, seed=0)
+    with caplog.at_level("WARNING", logger="netgrow.ops.prune"):
+        same = netgrow.prune(model, 0.5, example_input=x)
+    assert "layers='linear'" in caplog.text
+    assert same.blocks[0].mlp[0].out_features == 128 and same.blocks[0].attn.c_attn.out_features == 96
