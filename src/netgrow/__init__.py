@@ -25,6 +25,8 @@ from netgrow.errors import (
     NetgrowError,
     NetgrowTypeError,
     NetgrowValueError,
+    RunInterrupted,
+    StorageError,
     TraceError,
     TrainingError,
     VerificationError,
@@ -64,6 +66,8 @@ __all__ = sorted(
         "ConfigError",
         "DataError",
         "TrainingError",
+        "StorageError",
+        "RunInterrupted",
     ]
 )
 

@@ -34,6 +34,7 @@ from torch import fx, nn
 
 from netgrow.graph import rules
 from netgrow.graph.capture import EXPORTED, capture
+from netgrow.graph.example_input import check_example_input
 from netgrow.graph.trace import shape_of
 
 log = logging.getLogger(__name__)
@@ -1166,4 +1167,5 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[Channe
         >>> [(g.producers, g.width, g.resizable) for g in channel_groups(net, torch.randn(3, 4))]
         [([], 4, False), (['0'], 8, True), (['2'], 2, False)]
     """
+    check_example_input(model, example_input, "channel_groups")
     return analyse(model, example_input).groups

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from netgrow.errors import NetgrowValueError
+from netgrow.graph.example_input import check_example_input
 from netgrow.models.registry import architecture, list_models
 from netgrow.models.resnet import DEPTHS, blocks_per_stage
 from netgrow.models.vgg import STAGES, stage_layout
@@ -148,6 +149,7 @@ def grow(
     ``data`` (VGG only): input batches for the new BatchNorms' statistics (see ``netgrow.ops.deepen``).
     ``verify``: check the function is unchanged on ``example_input`` (eval mode).
     """
+    check_example_input(model, example_input, "grow")
     current = _check(model, target)
     new = clone(model)
     sources = _grow_vgg(new, target, data) if _family(current) == "vgg" else _grow_resnet(new, target)

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from netgrow.errors import DataError, NetgrowValueError
+from netgrow.graph.example_input import check_example_input
 from netgrow.graph.insertion import insertion_context, refuse
 from netgrow.graph.trace import eval_mode
 from netgrow.ops.blocks import BasicBlock, batchnorm, conv
@@ -329,6 +330,7 @@ def deepen(
     ``kind="copy"``: ``after`` names a residual block; a copy of it with its residual-branch outputs zeroed
     goes right after it (``netgrow.ops.deepen_copy``); ``zero_output=False`` stacks a plain copy.
     """
+    check_example_input(model, example_input, "deepen")
     if kind == "copy":
         from netgrow.ops.deepen_copy import copy_block  # same layer; kept apart, it is its own surgery
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from netgrow.errors import NetgrowTypeError, NetgrowValueError, VerificationError
+from netgrow.graph.example_input import check_example_input
 from netgrow.graph.output import find_output_layer, output_layer  # noqa: F401 (find_output_layer: re-exported)
 from netgrow.graph.trace import eval_mode
 from netgrow.ops import rules
@@ -59,6 +60,7 @@ def expand_classes(
     like the layer's default init from ``torch.manual_seed(seed)`` (the global RNG when ``seed`` is None).
     The old logits are checked on ``example_input`` (eval mode).
     """
+    check_example_input(model, example_input, "expand_classes")
     path = output_layer(model)
     layer = get_module(model, path)
     if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)):  # the layers _fresh_layer can rebuild
