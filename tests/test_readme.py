@@ -41,6 +41,11 @@ def _check_errors(text: str, scope: dict, tmp_path: Path) -> None:
     assert scope["net"][0].out_channels == 16  # untouched
 
 
+def _check_transformers(text: str, scope: dict, tmp_path: Path) -> None:
+    assert text.splitlines()[-2:] == ["True", "3 True"]
+    assert scope["small"].transformer.h[0].mlp.c_fc.nf == 192 and scope["model"].transformer.h[0].attn.split_size == 32
+
+
 def _check_families(text: str, scope: dict, tmp_path: Path) -> None:
     assert scope["plain"].features is not None and int(text.splitlines()[-1]) > 0
 
@@ -50,7 +55,7 @@ def _check_training(text: str, scope: dict, tmp_path: Path) -> None:
     assert (tmp_path / "runs" / "readme-mlp" / "final.safetensors").is_file()
 
 
-CHECKS = [_check_grow_your_own, _check_errors, _check_families, _check_training]
+CHECKS = [_check_grow_your_own, _check_errors, _check_transformers, _check_families, _check_training]
 
 
 def test_every_snippet_is_checked():
