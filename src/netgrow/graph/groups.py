@@ -194,12 +194,18 @@ class _Call:
 HEAD_COUNT = ("<number of heads>",)  # ChannelGraph.sizes: update attributes named like a head count
 
 
+_WIDTH_WORDS = ("size", "embd", "embed", "dim", "width", "hidden", "features", "channels", "nf")
+
+
 def names_a_size(attr: str, attrs: tuple[str, ...]) -> bool:
     """Whether attribute ``attr`` may hold a size of ``ChannelGraph.sizes`` with these ``attrs``: the named
-    ones; ``HEAD_COUNT``: num_heads, n_head, num_attention_heads (never head_dim/head_size); ``()``: any public."""
+    ones; ``HEAD_COUNT``: num_heads, n_head, num_attention_heads (never head_dim/head_size); ``()``: a public
+    attribute named like a width (split_size, embed_dim, n_embd, hidden_size, ...)."""
     if attrs == HEAD_COUNT:
         return "head" in attr and not any(w in attr for w in ("dim", "size", "mask", "idx"))
-    return attr in attrs if attrs else not attr.startswith("_")
+    if attrs:
+        return attr in attrs
+    return not attr.startswith("_") and any(w in attr.lower() for w in _WIDTH_WORDS)
 _COPIES = ("clone", "contiguous", "to", "float", "double", "type", "type_as")
 
 
