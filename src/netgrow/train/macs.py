@@ -22,6 +22,9 @@ Adaptive pooling             the exact window sizes summed over output positions
 add/sub/mul/div (tensor op)  1 per output element (floating outputs only)
 sum/mean (tensor op)         1 per input element
 matmul/mm/bmm                output elements x inner dimension
+scaled_dot_product_attention its two matrix products: q·kᵀ (L x S x E per query head) + softmax·v
+                             (L x S x Ev per query head); dense, i.e. a causal mask still counts the
+                             full L x S (what the kernel computes); the scale and softmax are free
 activations, dropout,        0 (no multiply-accumulate)
 identity, flatten, embedding
 ===========================  ===================================================================
@@ -223,6 +226,13 @@ def _matmul(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> tuple[in
     return out.numel() * (a.shape[-1] if a.dim() else 1), None, 0
 
 
+def _sdpa(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> tuple[int, torch.Tensor | None, int]:
+    q, k = _arg(args, kwargs, 0, "query"), _arg(args, kwargs, 1, "key")
+    keys = k.shape[-2]
+    # q·kᵀ: every query element meets S keys; softmax·v: every output element sums over S values
+    return q.numel() * keys + out.numel() * keys, None, 0
+
+
 def _f_pool(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> tuple[int, torch.Tensor | None, int]:
     y = out[0] if isinstance(out, tuple) else out  # max_pool with return_indices
     return _pool_macs(args[0], y, _arg(args, kwargs, 1, "kernel_size")), None, 0
@@ -254,6 +264,7 @@ def _functional_rules() -> dict[Any, FunctionalRule]:
         for name in ("matmul", "mm", "bmm", "addmm", "baddbmm"):
             rules[getattr(owner, name)] = _matmul
     rules[F.linear] = _f_linear
+    rules[F.scaled_dot_product_attention] = _sdpa
     for fn in (F.conv1d, F.conv2d, F.conv3d):
         rules[fn] = _f_conv
     for fn in (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d):

@@ -43,10 +43,11 @@ from netgrow.data.loader import make_loader
 from netgrow.errors import ConfigError, NetgrowTypeError, TrainingError
 from netgrow.ops.param_map import ParamMap
 from netgrow.ops.param_map import param_map as get_param_map
+from netgrow.ops.verify import eval_mode
 from netgrow.train import checkpoint as ckpt
 from netgrow.train import distributed as ddp
 from netgrow.train import meter as meters
-from netgrow.train import safe_io, validate
+from netgrow.train import lm, safe_io, validate
 from netgrow.train.carry import carry_optimizer_state
 from netgrow.train.config import TrainConfig
 from netgrow.train.macs import count_macs
@@ -304,7 +305,10 @@ class _StageRun:
         if masks:
             apply_masks(masks)  # masked entries are exactly zero from the first step (and MACs skip them)
         mask_dict = {n: m for n, p in model.named_parameters() for q, m in masks if q is p}
-        self.macs_per_sample = int(count_macs(model, example, masks=mask_dict or None))
+        # next-token models count one sample per predicted token (netgrow.train.lm)
+        with eval_mode(model), torch.no_grad():
+            self.tokens = lm.predictions_per_sample(model(example))
+        self.macs_per_sample = int(count_macs(model, example, masks=mask_dict or None)) // self.tokens
         self.params = sum(p.numel() for p in model.parameters())
         self.optimizer = build_optimizer(named, cfg, lr)
         self.carry_from = carry_from
@@ -488,6 +492,8 @@ class _StageRun:
             "params": self.params,
             "macs_per_sample": self.macs_per_sample,
         }
+        if self.tokens > 1:
+            lm.add_bits(row)
         self.history.append(row)
         self.sums = EpochSums.zeros(self.device)
         if self.rule is not None and self.rule(self.history):
