@@ -250,7 +250,8 @@ def main() -> None:
     out = Path(args.out)
     payload: dict[str, Any] = {"machine": machine(), "args": vars(args), "target": TARGET, "variants": VARIANTS,
                                "fractions": FRACTIONS, "decay": DECAY, "warmup": WARMUP, "grow_at": GROW_AT,
-                               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": []}  # fmt: skip
+                               "val_windows": len(val), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                               "runs": []}  # fmt: skip
     for seed in seeds:
         for name in args.variants.split(","):
             print(f"[{name} seed {seed}]", flush=True)

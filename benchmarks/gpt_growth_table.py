@@ -1,0 +1,124 @@
+"""Write BENCHMARKS.md's GPT-growth section from ``benchmarks/results/gpt_growth.json``.
+
+The section lives between ``<!-- gpt_growth:start -->`` and ``<!-- gpt_growth:end -->`` (appended at the end
+the first time); everything else in BENCHMARKS.md is left as it is.
+
+    python benchmarks/gpt_growth_table.py            # rewrite the section
+    python benchmarks/gpt_growth_table.py --print    # only print it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "gpt_growth.json"
+BENCHMARKS = HERE.parent / "BENCHMARKS.md"
+START, END = "<!-- gpt_growth:start -->", "<!-- gpt_growth:end -->"
+
+LABELS = {
+    "scratch": "scratch 4L·128",
+    "depth_copy": "depth 2→4, zero-output copies",
+    "depth_stack": "depth 2→4, stacking",
+    "width": "width 64→128, heads 2→4, FFN ×2",
+    "both": "depth 2→4 + width 64→128",
+}
+
+
+def _ms(v: list[float] | None, digits: int = 3, signed: bool = False) -> str:
+    if v is None:
+        return "—"
+    sign = "+" if signed else ""
+    return f"{v[0]:{sign}.{digits}f} ± {v[1]:.{digits}f}"
+
+
+def _target(row: dict[str, Any]) -> str:
+    values = row["macs_to_target"]
+    if row.get("macs_to_target_ms"):
+        return f"{_ms(row['macs_to_target_ms'], 2)}×"
+    return ", ".join(f"{v:.2f}×" if isinstance(v, float) else f"{v}×" for v in values) + " (per seed)"
+
+
+def section(payload: dict[str, Any]) -> str:
+    a = payload["args"]
+    runs = payload["runs"]
+    summary = payload["summary"]
+    seeds = sorted({r["seed"] for r in runs})
+    scratch = [r for r in runs if r["variant"] == "scratch"]
+    m = scratch[0] if scratch else runs[0]
+    loads = [r[k] for r in runs for k in ("load_start", "load_end")]
+    lines = [
+        START,
+        "## Growing a character-level GPT on the fortunes corpus (issue 11)",
+        "",
+        f"`PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_gpt_growth.py --seeds {len(seeds)} --steps "
+        f"{a['steps']}` → `benchmarks/results/gpt_growth.json`; this section: `python benchmarks/gpt_growth_table.py`.",
+        f"Target: `create(\"gpt\", n_layer=4, n_embd=128, n_head=4, d_ff=512, block_size={a['block']})`, vocabulary "
+        f"{m['final_config']['vocab_size']} characters, {m['params']:,} parameters, {m['macs_per_seq']:,} MACs per "
+        f"{a['block']}-character sequence (attention products included). AdamW (lr {a['lr']}, betas 0.9/0.99, "
+        f"weight decay 0.1 on matrices), batches of {a['batch']} random windows, warmup 5 % then constant; "
+        f"growth at step {a['steps'] // 2} with the AdamW moments carried through the ParamMap; width growth with "
+        "the function-preserving symmetry-breaking noise 0.1. Every run has scratch's budget B = "
+        f"{a['steps']} steps of the target ({m['budget_M']:.3e} forward MACs of training, Eq. 1); a decay branch "
+        "(lr linearly to 0 over the last 20 % of the budget) ends at 0.6 B, 0.8 B and B, where the whole "
+        f"validation split ({payload.get('val_windows', 1936)} windows, split by fortune) is evaluated. "
+        f"Seeds {', '.join(map(str, seeds))} (init, batch order, growth noise); mean ± std.",
+        "",
+        "| run | val loss at 0.6 B | at 0.8 B | at B (nats/char) | bits/char at B | gap to scratch at B | MACs to scratch's final val loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in summary.items():
+        at1 = row["val_loss@1.0"]
+        bpc = [at1[0] / math.log(2), at1[1] / math.log(2)] if at1 else None
+        lines.append(
+            f"| {LABELS.get(name, name)} | {_ms(row['val_loss@0.6'])} | {_ms(row['val_loss@0.8'])} | {_ms(at1)} | "
+            f"{_ms(bpc)} | {'—' if name == 'scratch' else _ms(row['gap@1.0'], signed=True)} | "
+            f"{'1.00× (by definition)' if name == 'scratch' else _target(row)} |"
+        )
+    lines += [
+        "",
+        "Loss gap to scratch at equal MACs (grown − scratch, same seed; negative = growth better):",
+        "",
+        "| run | at 0.6 B | at 0.8 B | at B |",
+        "|---|---|---|---|",
+    ]
+    for name, row in summary.items():
+        if name != "scratch":
+            lines.append(f"| {LABELS.get(name, name)} | {_ms(row['gap@0.6'], signed=True)} | "
+                         f"{_ms(row['gap@0.8'], signed=True)} | {_ms(row['gap@1.0'], signed=True)} |")  # fmt: skip
+    lines += [
+        "",
+        f"Machine: {payload['machine']['platform']}, torch {payload['machine']['torch']}, 1 intra-op thread. "
+        f"Load average during the runs {min(loads):.1f}–{max(loads):.1f} on 2 cores: "
+        f"{a.get('note') or 'other processes ran alongside'}. Wall times are therefore not reported; MACs are "
+        "exact counts.",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--print", action="store_true", help="print the section instead of writing BENCHMARKS.md")
+    args = p.parse_args()
+    text = section(json.loads(Path(args.results).read_text()))
+    if args.print:
+        print(text)
+        return
+    doc = BENCHMARKS.read_text()
+    if START in doc and END in doc:
+        head, rest = doc.split(START, 1)
+        doc = head + text.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    BENCHMARKS.write_text(doc)
+    print(f"wrote the GPT growth section of {BENCHMARKS}")
+
+
+if __name__ == "__main__":
+    main()
