@@ -1,4 +1,5 @@
-"""Exact growth paths inside a family: VGG11 -> 13 -> 16 -> 19 and ResNet-20 -> 32 -> 44 -> 56 -> 110.
+"""Exact growth paths inside a family: VGG11 -> 13 -> 16 -> 19, ResNet-20 -> 32 -> 44 -> 56 -> 110, and any
+bigger GPT config (depth, d_model, heads, FFN; ``netgrow.models.gpt_grow``).
 
 The result has exactly the module structure, state_dict keys and shapes of a fresh ``create(target)`` with
 the model's own channel counts, and computes the same function:
