@@ -98,6 +98,16 @@ def test_default_config_is_nanogpt_baby_gpt() -> None:
     assert sum(p.numel() for p in m.parameters()) == 6 * per_block + 65 * 384 + 256 * 384 + 2 * 384
 
 
+def test_every_parameter_of_a_grown_gpt_gets_a_finite_gradient_after_one_step() -> None:
+    big = grow(small(), GROWTHS["all"], example_input=ids(), noise=0.1, seed=0)
+    opt = torch.optim.AdamW(big.parameters(), lr=1e-2)
+    for s in range(2):  # zeroed c_proj of the copies block the gradient of their block until one step
+        g = _grads(big, ids(4, T, seed=60 + s), ids(4, T, seed=70 + s))
+        opt.step()
+    for name, grad in g.items():
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
 def test_depth_copies_are_zero_output_copies_and_fresh_for_the_optimizer() -> None:
     m = small()
     big = grow(m, {"n_layer": 4}, example_input=ids())
