@@ -289,3 +289,21 @@ def test_module_examples_run() -> None:
     for module in (netgrow.models.gpt, netgrow.models.gpt_grow, netgrow.data.text, netgrow.train.lm):
         result = doctest.testmod(module)
         assert result.attempted >= 1 and result.failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_count_macs_of_multihead_attention_by_hand(batch_first: bool) -> None:
+    from netgrow.train.macs import module_rule
+
+    e, h, L, S, n = 12, 3, 5, 7, 2
+    mha = torch.nn.MultiheadAttention(e, h, kdim=4, vdim=6, batch_first=batch_first)
+    shape = (lambda t, d: (n, t, d)) if batch_first else (lambda t, d: (t, n, d))
+    q, k, v = torch.randn(*shape(L, e)), torch.randn(*shape(S, 4)), torch.randn(*shape(S, 6))
+    by_hand = L * e * e + S * 4 * e + S * 6 * e + L * S * e + L * S * e + L * e * e
+    rule = module_rule(mha)
+    assert rule is not None and rule(mha, (q, k, v), mha(q, k, v)[0]) == (n * by_hand, None)
+    if batch_first:  # count_macs reads the batch from dim 0
+        assert count_macs(mha, (q, k, v)) == by_hand
+    bias_kv = torch.nn.MultiheadAttention(e, h, add_bias_kv=True, batch_first=True)
+    x = torch.randn(n, L, e)
+    assert count_macs(bias_kv, (x, x, x)) == 2 * L * e * e + 2 * L * e * e + 2 * L * (L + 1) * e
