@@ -8,7 +8,9 @@ Variants (all end as exactly that model):
 - ``depth_stack``  2 blocks -> 4 by stacking ([b0, b1, b0, b1], G_stack; not function-preserving);
 - ``width``        d_model 64 -> 128, heads 2 -> 4 (head_dim 32), FFN 256 -> 512, exact, with the
                    function-preserving symmetry-breaking noise (``noise`` = 0.1 of each weight's std);
-- ``both``         2 blocks, d_model 64 -> 4 blocks, 128 (width first, then depth copies).
+- ``both``         2 blocks, d_model 64 -> 4 blocks, 128 (width first, then depth copies);
+- ``small_scratch`` (control, not run by default): the 2-block model for the whole budget, never grown,
+                   which separates "growth helps" from "a smaller model is better at this budget".
 
 Protocol (one seed = one model init, one growth noise draw, one batch order shared by every variant):
 AdamW (lr 2e-3, betas 0.9/0.99, weight decay 0.1 on matrices only, the optimizer state carried through
@@ -68,7 +70,10 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "depth_stack": {"small": {"n_layer": 2}, "depth": "stack", "noise": 0.0},
     "width": {"small": {"n_embd": 64, "n_head": 2, "d_ff": 256}, "depth": "copy", "noise": 0.1},
     "both": {"small": {"n_layer": 2, "n_embd": 64, "n_head": 2, "d_ff": 256}, "depth": "copy", "noise": 0.1},
+    # control: the depth variants' small model trained for the whole budget, never grown
+    "small_scratch": {"small": {"n_layer": 2}, "grow": False},
 }
+DEFAULT_VARIANTS = "scratch,depth_copy,depth_stack,width,both"
 FRACTIONS = (0.6, 0.8, 1.0)  # budgets at which a decay branch ends, as fractions of scratch's MACs
 DECAY = 0.2  # the decay phase: this fraction of each budget
 WARMUP = 0.05  # of scratch's steps
@@ -124,7 +129,7 @@ def run_variant(name: str, spec: dict[str, Any] | None, seed: int, args: argpars
     macs = int(count_macs(model, probe))
     opt = optimizer(model, args.lr)
     warmup = max(1, round(WARMUP * args.steps))
-    grow_at = round(GROW_AT * args.steps) if spec else None
+    grow_at = round(GROW_AT * args.steps) if spec and spec.get("grow", True) else None
     forks = {f: (1 - DECAY) * f * budget for f in FRACTIONS}
     points: dict[float, dict[str, Any]] = {}
     spent, step, t0 = 0, 0, time.perf_counter()
@@ -231,7 +236,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32, help="sequences per step")
     p.add_argument("--block", type=int, default=64, help="context length in characters")
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    p.add_argument("--variants", default=DEFAULT_VARIANTS, help="comma-separated subset of " + ",".join(VARIANTS))
+    p.add_argument("--append", action="store_true", help="add these runs to the existing results JSON")
     p.add_argument("--quick", action="store_true", help="smoke run: 40 steps, one seed, a small val split")
     p.add_argument("--out", default=str(RESULTS), help="results JSON path")
     p.add_argument("--note", default="", help="free text recorded in the JSON (e.g. what else ran)")
@@ -248,10 +254,16 @@ def main() -> None:
     print(f"fortunes: {len(train)} train windows, {len(val)} val windows of {args.block}; vocab {train.vocab_size}",
           flush=True)  # fmt: skip
     out = Path(args.out)
+    previous = json.loads(out.read_text()) if args.append and out.is_file() else None
     payload: dict[str, Any] = {"machine": machine(), "args": vars(args), "target": TARGET, "variants": VARIANTS,
                                "fractions": FRACTIONS, "decay": DECAY, "warmup": WARMUP, "grow_at": GROW_AT,
                                "val_windows": len(val), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                                "runs": []}  # fmt: skip
+    if previous is not None:  # keep the earlier runs and their settings; record what was added
+        for key in ("steps", "batch", "block", "lr"):
+            if previous["args"][key] != getattr(args, key):
+                sys.exit(f"--append: --{key} {getattr(args, key)} differs from the results' {previous['args'][key]}")
+        payload = {**previous, "appended": [*previous.get("appended", []), vars(args)]}
     for seed in seeds:
         for name in args.variants.split(","):
             print(f"[{name} seed {seed}]", flush=True)

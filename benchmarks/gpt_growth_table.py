@@ -26,6 +26,7 @@ LABELS = {
     "depth_stack": "depth 2→4, stacking",
     "width": "width 64→128, heads 2→4, FFN ×2",
     "both": "depth 2→4 + width 64→128",
+    "small_scratch": "control: 2L·128 for the whole budget, no growth",
 }
 
 
