@@ -13,6 +13,10 @@ or optimizer steps) or until the stopping rule fires, evaluates every epoch, app
 ``RUN_DIR/metrics.jsonl``, writes an epoch checkpoint (atomic) and at the end the stage checkpoint
 ``RUN_DIR/stages/stage{i}.safetensors`` (readable by ``netgrow.load``) with its summary ``stage{i}.json``.
 
+Next-token models (logits ``(batch, T, vocab)`` for targets ``(batch, T)``, e.g. a GPT on
+``netgrow.data.load("fortunes")``) train as they are: each token is a sample, MACs are per token and the
+rows add bits per character (``netgrow.train.lm``).
+
 Resume (``Trainer(..., resume=True)`` and the strategy calling the same stages again): a stage whose
 summary exists is not retrained -- its weights are loaded into the model passed in, its optimizer state
 and history are returned and the RNG states saved at its end restored, so growth ops that draw random
