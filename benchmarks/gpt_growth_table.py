@@ -44,20 +44,44 @@ def _target(row: dict[str, Any]) -> str:
     return ", ".join(f"{v:.2f}×" if isinstance(v, float) else f"{v}×" for v in values) + " (per seed)"
 
 
-def section(payload: dict[str, Any]) -> str:
+def main_table(payload: dict[str, Any]) -> str:
+    """Validation loss at 0.6 B / 0.8 B / B, bits per character, gap at B, MACs to scratch's final loss."""
+    lines = [
+        "| run | val loss at 0.6 B | at 0.8 B | at B (nats/char) | bits/char at B | gap to scratch at B | MACs to scratch's final val loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in payload["summary"].items():
+        at1 = row["val_loss@1.0"]
+        bpc = [at1[0] / math.log(2), at1[1] / math.log(2)] if at1 else None
+        lines.append(
+            f"| {LABELS.get(name, name)} | {_ms(row['val_loss@0.6'])} | {_ms(row['val_loss@0.8'])} | {_ms(at1)} | "
+            f"{_ms(bpc)} | {'—' if name == 'scratch' else _ms(row['gap@1.0'], signed=True)} | "
+            f"{'1.00× (by definition)' if name == 'scratch' else _target(row)} |"
+        )
+    return "\n".join(lines)
+
+
+def gap_table(payload: dict[str, Any]) -> str:
+    """Loss gap to scratch (same seed) at each budget."""
+    lines = ["| run | at 0.6 B | at 0.8 B | at B |", "|---|---|---|---|"]
+    for name, row in payload["summary"].items():
+        if name != "scratch":
+            lines.append(f"| {LABELS.get(name, name)} | {_ms(row['gap@0.6'], signed=True)} | "
+                         f"{_ms(row['gap@0.8'], signed=True)} | {_ms(row['gap@1.0'], signed=True)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def protocol(payload: dict[str, Any]) -> str:
+    """The paragraph stating the command, model, optimizer, budgets, seeds and machine load."""
     a = payload["args"]
     runs = payload["runs"]
-    summary = payload["summary"]
     seeds = sorted({r["seed"] for r in runs})
     scratch = [r for r in runs if r["variant"] == "scratch"]
     m = scratch[0] if scratch else runs[0]
     loads = [r[k] for r in runs for k in ("load_start", "load_end")]
-    lines = [
-        START,
-        "## Growing a character-level GPT on the fortunes corpus (issue 11)",
-        "",
+    return (
         f"`PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_gpt_growth.py --seeds {len(seeds)} --steps "
-        f"{a['steps']}` → `benchmarks/results/gpt_growth.json`; this section: `python benchmarks/gpt_growth_table.py`.",
+        f"{a['steps']}` → `benchmarks/results/gpt_growth.json`. "
         f"Target: `create(\"gpt\", n_layer=4, n_embd=128, n_head=4, d_ff=512, block_size={a['block']})`, vocabulary "
         f"{m['final_config']['vocab_size']} characters, {m['params']:,} parameters, {m['macs_per_seq']:,} MACs per "
         f"{a['block']}-character sequence (attention products included). AdamW (lr {a['lr']}, betas 0.9/0.99, "
@@ -67,36 +91,26 @@ def section(payload: dict[str, Any]) -> str:
         f"{a['steps']} steps of the target ({m['budget_M']:.3e} forward MACs of training, Eq. 1); a decay branch "
         "(lr linearly to 0 over the last 20 % of the budget) ends at 0.6 B, 0.8 B and B, where the whole "
         f"validation split ({payload.get('val_windows', 1936)} windows, split by fortune) is evaluated. "
-        f"Seeds {', '.join(map(str, seeds))} (init, batch order, growth noise); mean ± std.",
+        f"Seeds {', '.join(map(str, seeds))} (init, batch order, growth noise); mean ± std. "
+        f"Machine: {payload['machine']['platform']}, torch {payload['machine']['torch']}, 1 intra-op thread; load "
+        f"average {min(loads):.1f}–{max(loads):.1f} on 2 cores during the runs: "
+        f"{a.get('note') or 'other processes ran alongside'}. Wall times are therefore not reported; MACs are "
+        "exact counts."
+    )
+
+
+def section(payload: dict[str, Any]) -> str:
+    lines = [
+        START,
+        "## Growing a character-level GPT on the fortunes corpus (issue 11)",
         "",
-        "| run | val loss at 0.6 B | at 0.8 B | at B (nats/char) | bits/char at B | gap to scratch at B | MACs to scratch's final val loss |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, row in summary.items():
-        at1 = row["val_loss@1.0"]
-        bpc = [at1[0] / math.log(2), at1[1] / math.log(2)] if at1 else None
-        lines.append(
-            f"| {LABELS.get(name, name)} | {_ms(row['val_loss@0.6'])} | {_ms(row['val_loss@0.8'])} | {_ms(at1)} | "
-            f"{_ms(bpc)} | {'—' if name == 'scratch' else _ms(row['gap@1.0'], signed=True)} | "
-            f"{'1.00× (by definition)' if name == 'scratch' else _target(row)} |"
-        )
-    lines += [
+        protocol(payload),
+        "",
+        main_table(payload),
         "",
         "Loss gap to scratch at equal MACs (grown − scratch, same seed; negative = growth better):",
         "",
-        "| run | at 0.6 B | at 0.8 B | at B |",
-        "|---|---|---|---|",
-    ]
-    for name, row in summary.items():
-        if name != "scratch":
-            lines.append(f"| {LABELS.get(name, name)} | {_ms(row['gap@0.6'], signed=True)} | "
-                         f"{_ms(row['gap@0.8'], signed=True)} | {_ms(row['gap@1.0'], signed=True)} |")  # fmt: skip
-    lines += [
-        "",
-        f"Machine: {payload['machine']['platform']}, torch {payload['machine']['torch']}, 1 intra-op thread. "
-        f"Load average during the runs {min(loads):.1f}–{max(loads):.1f} on 2 cores: "
-        f"{a.get('note') or 'other processes ran alongside'}. Wall times are therefore not reported; MACs are "
-        "exact counts.",
+        gap_table(payload),
         END,
     ]
     return "\n".join(lines) + "\n"
