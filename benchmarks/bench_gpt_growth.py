@@ -115,7 +115,7 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, lr: float, xb
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def run_variant(name: str, spec: dict[str, Any] | None, seed: int, args: argparse.Namespace, data: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "gpt_growth.json"
+LONG = HERE / "results" / "gpt_growth_long.json"  # optional: one seed at a longer budget
 BENCHMARKS = HERE.parent / "BENCHMARKS.md"
 START, END = "<!-- gpt_growth:start -->", "<!-- gpt_growth:end -->"
 
@@ -96,6 +97,11 @@ def protocol(payload: dict[str, Any]) -> str:
         f"average {min(loads):.1f}–{max(loads):.1f} on 2 cores during the runs: "
         f"{a.get('note') or 'other processes ran alongside'}. Wall times are therefore not reported; MACs are "
         "exact counts."
+        + "".join(
+            f" Added afterwards (same settings): `--seeds {x['seeds']} --steps {x['steps']} --variants {x['variants']} "
+            "--append`."
+            for x in payload.get("appended", [])
+        )
     )
 
 
@@ -111,8 +117,19 @@ def section(payload: dict[str, Any]) -> str:
         "Loss gap to scratch at equal MACs (grown − scratch, same seed; negative = growth better):",
         "",
         gap_table(payload),
-        END,
     ]
+    if LONG.is_file():
+        long = json.loads(LONG.read_text())
+        a = long["args"]
+        lines += [
+            "",
+            f"At {a['steps'] // payload['args']['steps']}× the budget, one seed (`--seeds {a['seeds']} --steps "
+            f"{a['steps']} --variants {a['variants']} --out benchmarks/results/gpt_growth_long.json`; growth at step "
+            f"{a['steps'] // 2}):",
+            "",
+            main_table(long),
+        ]
+    lines.append(END)
     return "\n".join(lines) + "\n"
 
 
