@@ -9,7 +9,7 @@ from torch import nn
 import netgrow
 import pytest
 from archs import ARCH_KINDS, random_arch, single_thread  # noqa: F401 (fixture)
-from netgrow.errors import TraceError
+from netgrow.errors import NetgrowTypeError, NetgrowValueError, TraceError
 from netgrow.graph import Consumer, analyse, channel_groups
 from netgrow.graph import groups as G
 from netgrow.ops import rules
@@ -306,9 +306,9 @@ def test_trace_error_names_fx_message_and_advice():
 
     with pytest.raises(TraceError, match="torch.fx could not trace Dynamic.*control flow"):
         channel_groups(Dynamic(), torch.randn(2, 3))
-    with pytest.raises(TraceError, match=r"example input of shape \(2, 5\)"):
+    with pytest.raises(NetgrowValueError, match=r"cannot run on example_input of shape \(2, 5\)"):
         channel_groups(nn.Linear(3, 3), torch.randn(2, 5))
-    with pytest.raises(TraceError, match="expected a torch.nn.Module, got str"):
+    with pytest.raises(NetgrowTypeError, match="expected a torch.nn.Module, got str"):
         channel_groups("model", torch.randn(2, 5))
     assert issubclass(TraceError, TypeError)
 

@@ -316,7 +316,7 @@ def test_work_that_does_not_scale_with_the_batch_is_reported() -> None:
 
 
 def test_bad_example_input_is_refused() -> None:
-    with pytest.raises(NetgrowTypeError, match="example_input must be a tensor"):
+    with pytest.raises(NetgrowTypeError, match="example_input must be a torch.Tensor"):
         count_macs(nn.Linear(2, 2), [1.0, 2.0])
     with pytest.raises(NetgrowValueError, match="needs a batch dimension"):
         count_macs(nn.Linear(1, 1), torch.tensor(1.0))

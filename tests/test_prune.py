@@ -188,7 +188,7 @@ def test_bad_criterion_model_and_input():
         prune(model, 0.5, x.numpy())
     with pytest.raises(NetgrowTypeError, match="prune: expected a torch.nn.Module, got int"):
         prune(3, 0.5, x)
-    with pytest.raises(netgrow.TraceError, match="example input of shape"):
+    with pytest.raises(NetgrowValueError, match="cannot run on example_input of shape"):
         prune(model, 0.5, x[:, :, :1, :1].reshape(4, -1))
 
 

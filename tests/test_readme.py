@@ -20,21 +20,53 @@ def test_readme_has_snippets():
     assert len(_snippets()) >= 3
 
 
-def test_readme_snippets_run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    out = io.StringIO()
-    scope: dict = {}
+def _run(code: str) -> tuple[str, dict]:
+    """Run one snippet in a fresh namespace, as a reader pasting it alone into a new interpreter would."""
+    out, scope = io.StringIO(), {}
     with contextlib.redirect_stdout(out):
-        for code in _snippets():  # later snippets may use names from earlier ones, as a reader would
-            exec(compile(code, str(README), "exec"), scope)
-    text = out.getvalue()
-    assert "narrower than its current width 16" in text
-    assert "never widened" in text
+        exec(compile(code, str(README), "exec"), scope)
+    return out.getvalue(), scope
+
+
+def _check_grow_your_own(text: str, scope: dict, tmp_path: Path) -> None:
+    assert "16 ['conv1'] ['conv2'] resizable" in text and "10 ['head'] [] fixed: the network output" in text
     # the grown model computes the same function: the two printed max-differences are tiny
     diffs = [float(v) for v in re.findall(r"tensor\(([-+0-9.e]+)\)", text)]
     assert len(diffs) == 2 and max(diffs) < 1e-5
-    assert scope["plain"].features is not None and scope["result"].test_acc > 0.5
+
+
+def _check_errors(text: str, scope: dict, tmp_path: Path) -> None:
+    assert "narrower than its current width 16" in text and "never widened" in text
+    assert "cannot run on example_input of shape (2, 3, 28, 28)" in text
+    assert scope["net"][0].out_channels == 16  # untouched
+
+
+def _check_families(text: str, scope: dict, tmp_path: Path) -> None:
+    assert scope["plain"].features is not None and int(text.splitlines()[-1]) > 0
+
+
+def _check_training(text: str, scope: dict, tmp_path: Path) -> None:
+    assert scope["result"].test_acc > 0.5
     assert (tmp_path / "runs" / "readme-mlp" / "final.safetensors").is_file()
+
+
+CHECKS = [_check_grow_your_own, _check_errors, _check_families, _check_training]
+
+
+def test_every_snippet_is_checked():
+    assert len(_snippets()) == len(CHECKS)
+
+
+@pytest.mark.parametrize("index", range(len(CHECKS)))
+def test_readme_snippet_runs_alone_and_twice(index, tmp_path, monkeypatch):
+    """Each snippet runs by itself (its own imports) and a second time in the same directory (a reader
+    running it again must not hit "run directory exists"), printing what the README says both times."""
+    monkeypatch.chdir(tmp_path)
+    code = _snippets()[index]
+    first, scope = _run(code)
+    CHECKS[index](first, scope, tmp_path)
+    second, scope = _run(code)
+    CHECKS[index](second, scope, tmp_path)
 
 
 @pytest.mark.parametrize("doc", ["docs/architecture.md", "docs/cli.md", "docs/analysis.md", "BENCHMARKS.md"])

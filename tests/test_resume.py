@@ -102,3 +102,42 @@ def test_sigkill_inside_a_checkpoint_write(tmp_path, reference):
     assert p.returncode == 0, p.stderr
     assert "resuming from the previous checkpoint" in p.stderr
     assert_same(reference, tmp_path)
+
+
+def flip_bytes_in_tensor(path: Path, prefix: str = "model.") -> str:
+    """XOR four bytes in the middle of the first ``prefix*weight`` tensor's data; returns its name."""
+    data = bytearray(path.read_bytes())
+    spans = safe_io._tensor_spans(bytes(data))
+    name = next(n for n in sorted(spans) if n.startswith(prefix) and n.endswith("weight"))
+    _, _, start, end = spans[name]
+    middle = (start + end) // 2
+    for i in range(4):
+        data[middle + i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    return name
+
+
+@pytest.mark.slow
+def test_flipped_bytes_in_last_checkpoint_fall_back_to_prev(tmp_path, reference):
+    """Corruption inside tensor data is caught by the checksums and handled exactly like truncation."""
+    p = run(tmp_path, "--kill-after", "10")  # last = mid-epoch step 8, prev = epoch 1
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    name = flip_bytes_in_tensor(tmp_path / "checkpoints" / "last.safetensors")
+    p = run(tmp_path, "--resume")
+    assert p.returncode == 0, p.stderr
+    assert f"tensor {name!r} does not match its checksum" in p.stderr
+    assert "resuming from the previous checkpoint" in p.stderr
+    assert_same(reference, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after", [10, STAGE0_STEPS + 9])
+def test_sigterm_checkpoints_then_resume_is_bitwise_exact(tmp_path, reference, after):
+    p = run(tmp_path, "--sigterm-after", str(after))
+    assert p.returncode == 143, p.stderr
+    assert "stopped by SIGTERM" in p.stderr and "--resume" in p.stderr
+    _, meta = safe_io.read(tmp_path / "checkpoints" / "last.safetensors")
+    assert meta["step"] == (after + 1 if after < STAGE0_STEPS else after + 1 - STAGE0_STEPS)  # the step it was in
+    p = run(tmp_path, "--resume")
+    assert p.returncode == 0, p.stderr
+    assert_same(reference, tmp_path)

@@ -338,7 +338,7 @@ BAD = [
     ({"widths": 2.0, "noise": -0.1}, NetgrowValueError, r"noise must be a finite number >= 0.*got -0.1"),
     ({"widths": 2.0, "seed": "x"}, NetgrowTypeError, r"seed must be an int or None, got 'x'"),
     ({"widths": 2.0, "example_input": [1, 2]}, NetgrowTypeError, r"example_input must be a torch.Tensor.*got list"),
-    ({"widths": 2.0, "example_input": torch.randn(2, 7)}, netgrow.TraceError, r"example input of shape \(2, 7\)"),
+    ({"widths": 2.0, "example_input": torch.randn(2, 7)}, NetgrowValueError, r"cannot run on example_input of shape \(2, 7\)"),
 ]
 
 

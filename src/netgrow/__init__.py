@@ -24,6 +24,8 @@ from netgrow.errors import (
     NetgrowError,
     NetgrowTypeError,
     NetgrowValueError,
+    RunInterrupted,
+    StorageError,
     TraceError,
     TrainingError,
     VerificationError,
@@ -61,6 +63,8 @@ __all__ = sorted(
         "ConfigError",
         "DataError",
         "TrainingError",
+        "StorageError",
+        "RunInterrupted",
     ]
 )
 

@@ -54,3 +54,23 @@ class DataError(NetgrowValueError):
 
 class TrainingError(NetgrowError, RuntimeError):
     """Training could not go on (NaN/inf loss); the last good checkpoint is kept."""
+
+
+class StorageError(NetgrowError, OSError):
+    """Writing an output file failed (no space left, no permission, a read-only file system).
+
+    ``path`` is the file that could not be written; files written before are intact (writes are atomic).
+    """
+
+    def __init__(self, message: str, path: str | None = None, errno_: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.os_errno = errno_
+
+
+class RunInterrupted(NetgrowError):
+    """A run stopped on SIGTERM or Ctrl-C after writing a checkpoint; ``signum`` is the signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum

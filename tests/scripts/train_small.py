@@ -1,8 +1,11 @@
 """Entry script for tests/test_resume.py: a two-stage run with growth in between, killable on purpose.
 
-    python train_small.py RUN_DIR [--resume] [--kill-after N] [--kill-in-write N] [--growth hand|widen]
+    python train_small.py RUN_DIR [--resume] [--kill-after N] [--sigterm-after N] [--kill-in-write N]
+                          [--growth hand|widen]
 
 ``--kill-after N``: SIGKILL this process right before its (N+1)-th training forward pass.
+``--sigterm-after N``: send this process SIGTERM right before its (N+1)-th training forward pass; the run
+is inside ``graceful_stop``, so it finishes the step, writes a checkpoint and exits 143.
 ``--kill-in-write N``: SIGKILL it inside the N-th epoch-checkpoint write, after the temporary file is
 complete but before it is renamed into place. The final weights go to RUN_DIR/final.safetensors.
 """
@@ -19,7 +22,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from netgrow.ops.param_map import DimMap, ParamSource, set_param_map
-from netgrow.train import TrainConfig, Trainer, safe_io
+from netgrow.errors import RunInterrupted
+from netgrow.train import TrainConfig, Trainer, graceful_stop, safe_io
 
 
 def blobs(n: int, seed: int) -> TensorDataset:
@@ -68,6 +72,7 @@ def main() -> None:
     p.add_argument("run_dir")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--kill-after", type=int, default=None)
+    p.add_argument("--sigterm-after", type=int, default=None)
     p.add_argument("--kill-in-write", type=int, default=None)
     p.add_argument("--growth", choices=["hand", "widen"], default="hand")
     args = p.parse_args()
@@ -93,6 +98,10 @@ def main() -> None:
             forwards[0] += 1
             if forwards[0] > args.kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
+        if module.training and args.sigterm_after is not None:
+            forwards[0] += 1
+            if forwards[0] == args.sigterm_after + 1:
+                os.kill(os.getpid(), signal.SIGTERM)
 
     cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05, checkpoint_every=4, deterministic=True, seed=1)
     trainer = Trainer(args.run_dir, cfg, quiet=True, resume=args.resume)
@@ -114,4 +123,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        with graceful_stop():
+            main()
+    except RunInterrupted as exc:
+        print(f"netgrow: {exc}", file=sys.stderr)
+        sys.exit(128 + exc.signum)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Union
 
@@ -23,6 +24,28 @@ log = logging.getLogger(__name__)
 Data = Union[tuple[torch.Tensor, torch.Tensor], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
 DEFAULT_BATCH_SIZE = 512
+
+
+def sweep_bar(items: int | Iterable[Any], what: str, progress: bool | str) -> Any:
+    """The progress bar of one sweep (``items``: a count or the levels to iterate over).
+
+    ``progress``: False (silent), True, or a label naming the model (``"noise (grown, vgg19)"``), so the
+    bars of several models can be told apart. Not on a terminal (a log file) there is no bar -- tqdm's
+    carriage-return updates would fill the file -- but one log line when the sweep starts.
+    """
+    from tqdm import std
+    from tqdm.auto import tqdm
+    from tqdm.autonotebook import tqdm as notebook_tqdm
+
+    desc = f"{what} ({progress})" if isinstance(progress, str) and progress else what
+    total = items if isinstance(items, int) else None
+    # a terminal, or a notebook (tqdm.auto picked its widget bar, which has no carriage returns)
+    tty = bool(getattr(sys.stderr, "isatty", lambda: False)()) or notebook_tqdm is not std.tqdm
+    if progress and not tty:
+        n = total if total is not None else len(items)  # type: ignore[arg-type]
+        log.info("%s: %d evaluation(s)", desc, n)
+    kwargs = {"desc": desc, "disable": not progress or not tty, "leave": False, "file": sys.stderr}
+    return tqdm(total=total, **kwargs) if total is not None else tqdm(items, **kwargs)
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

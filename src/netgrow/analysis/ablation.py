@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from netgrow.analysis._common import (
     DEFAULT_BATCH_SIZE,
+    sweep_bar,
     Data,
     check_count,
     data_accuracy,
@@ -115,7 +115,7 @@ def ablation_robustness(
     trials: int = 5,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> list[dict[str, Any]]:
     """Accuracy vs the fraction of conv units zeroed, ``trials`` random choices per fraction.
 
@@ -140,8 +140,7 @@ def ablation_robustness(
             "(Morcos et al.), so it needs a convolutional model — skip the ablation study for this model"
         )
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=sum(1 if f == 0 else trials for f in levels), desc="ablation", disable=not progress,
-               leave=False)
+    bar = sweep_bar(sum(1 if f == 0 else trials for f in levels), "ablation", progress)
     with eval_mode(model):
         for fraction in levels:
             accs = []

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from netgrow.analysis._common import (
     DEFAULT_BATCH_SIZE,
+    sweep_bar,
     Data,
     check_labels,
     check_levels,
@@ -154,7 +154,7 @@ def fgsm_accuracy(
     eps_list: Sequence[float],
     clip: Clip = (0.0, 1.0),
     batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> list[dict[str, float]]:
     """White-box FGSM accuracy of ``model`` for each ε: ``[{"eps", "accuracy"}]``.
 
@@ -165,7 +165,7 @@ def fgsm_accuracy(
     levels = check_levels(eps_list, "eps_list", where)
     clip = check_clip(clip, where)
     rows = []
-    for eps in tqdm(levels, desc="fgsm", disable=not progress, leave=False):
+    for eps in sweep_bar(levels, "fgsm", progress):
         correct = 0
         total = 0
         for x, y in iter_batches(data, batch_size, where):

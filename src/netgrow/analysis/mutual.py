@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from netgrow.analysis._common import (
     DEFAULT_BATCH_SIZE,
+    sweep_bar,
     Data,
     check_levels,
     eval_mode,
@@ -287,7 +287,7 @@ def mutual_fgsm(
     val_accs: Sequence[float] | None = None,
     clip: Clip = (0.0, 1.0),
     batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: bool = False,
+    progress: bool | str = False,
     defer_unknown: bool = False,
 ) -> list[dict[str, float]]:
     """Adversarial accuracy with and without MI per ε: ``[{"eps", "mi_accuracy", "final_accuracy"}]``.
@@ -300,7 +300,7 @@ def mutual_fgsm(
     levels = check_levels(eps_list, "eps_list", where)
     w = resolve_weights(weights, len(models), val_accs)
     rows = []
-    for eps in tqdm(levels, desc="fgsm (MI)", disable=not progress, leave=False):
+    for eps in sweep_bar(levels, "fgsm (MI)", progress):
         probs, y = adversarial_stage_probs(models, data, eps, clip, batch_size=batch_size)
         rows.append({
             "eps": eps,

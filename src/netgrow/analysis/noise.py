@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from netgrow.analysis._common import (
     DEFAULT_BATCH_SIZE,
+    sweep_bar,
     Data,
     check_count,
     data_accuracy,
@@ -60,7 +60,7 @@ def noise_robustness(
     draws: int = 5,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> list[dict[str, Any]]:
     """Accuracy vs the standard deviation σ of Gaussian noise on the normalised inputs.
 
@@ -82,8 +82,7 @@ def noise_robustness(
     levels = check_levels(sigmas, "sigmas", _WHERE)
     draws = check_count(draws, "draws", _WHERE)
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=sum(1 if s == 0 else draws for s in levels), desc="noise", disable=not progress,
-               leave=False)
+    bar = sweep_bar(sum(1 if s == 0 else draws for s in levels), "noise", progress)
     for sigma in levels:
         accs = []
         for d in range(1 if sigma == 0 else draws):

@@ -30,7 +30,7 @@ from torch import nn
 
 from netgrow.analysis import plots, report
 from netgrow.train.metrics import json_safe
-from netgrow.analysis._common import check_count, check_levels, hit_rate
+from netgrow.analysis._common import check_count, check_levels, hit_rate, sweep_bar
 from netgrow.analysis.ablation import ablation_robustness, ablation_targets
 from netgrow.analysis.adversarial import Normalized
 from netgrow.analysis.detection import (
@@ -225,11 +225,15 @@ def analyze_run(
     base_probs_clean = stage_probs([base_model], xy, bs)[0][0] if base_model is not None else None
 
     # -- Fig. 4: noise and ablation ---------------------------------------------------------------------
-    noise = {GROWN: _with_area(noise_robustness(models[-1], xy, opts["sigmas"], opts["draws"], seed, bs, progress),
-                               "sigma")}
+    # progress bars name the model they sweep
+    grown_label = progress and f"grown, {run.stages[-1].arch or 'final model'}"
+    base_label = progress and base is not None and f"baseline, {base.final.arch or 'scratch model'}"
+    labels = {GROWN: grown_label, BASELINE: base_label}
+    noise = {GROWN: _with_area(noise_robustness(models[-1], xy, opts["sigmas"], opts["draws"], seed, bs,
+                                                grown_label), "sigma")}
     if base_model is not None:
         noise[BASELINE] = _with_area(
-            noise_robustness(base_model, xy, opts["sigmas"], opts["draws"], seed, bs, progress), "sigma")
+            noise_robustness(base_model, xy, opts["sigmas"], opts["draws"], seed, bs, base_label), "sigma")
     ablation: dict[str, Any] = {}
     for label, model in [(GROWN, models[-1])] + ([(BASELINE, base_model)] if base_model is not None else []):
         if not ablation_targets(model):
@@ -237,15 +241,14 @@ def analyze_run(
             log.warning("ablation skipped for %s: no Conv layers", label)
             continue
         ablation[label] = _with_area(
-            ablation_robustness(model, xy, opts["fractions"], opts["trials"], seed, bs, progress), "fraction")
+            ablation_robustness(model, xy, opts["fractions"], opts["trials"], seed, bs, labels[label]), "fraction")
 
     # -- Table 3: FGSM vs ε (MI: examples against the final model only) --------------------------------
     adversarial = []
     adv_sets: dict[str, Any] = {}
     eps_all = list(opts["eps"]) + ([opts["detect_eps"]] if opts["detect_eps"] not in opts["eps"] else [])
-    from tqdm.auto import tqdm
-
-    for e in tqdm(eps_all, desc="fgsm", disable=not progress, leave=False):
+    fgsm_label = progress and ("all stage models" + (" and the baseline" if base is not None else ""))
+    for e in sweep_bar(eps_all, "fgsm", fgsm_label):
         probs_adv, _ = adversarial_stage_probs(raw, uy, e, (0.0, 1.0), batch_size=bs)
         row: dict[str, Any] = {
             "eps": e,

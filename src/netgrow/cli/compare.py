@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from netgrow.cli.outputs import refuse_overwrite
 from netgrow.cli.runs import Run, compute_to_target, load_run, pick_baseline
 
 log = logging.getLogger(__name__)
@@ -115,15 +116,25 @@ def markdown(rows: Sequence[dict[str, Any]], baseline: str | None = None) -> str
     return "\n".join(lines) + "\n" + note
 
 
+# the terminal table: short headers, no strategy column (the run name says it), the compute-to-target
+# columns as lines below it -- so it fits ~100 columns (compare.md and compare.csv keep every column)
+TEXT_COLUMNS = ["run", "stage", "K", "arch", "acc_%", "M", "M_ratio", "wall_s", "params", "MACs/smp"]
+_TEXT_CELLS = [0, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # indices into format_row
+
+
 def text_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A fixed-width table for the terminal."""
-    cells = [COLUMNS] + [format_row(r) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    """A fixed-width table for the terminal (about 100 columns for the demo's runs)."""
+    cells = [TEXT_COLUMNS] + [[format_row(r)[i] for i in _TEXT_CELLS] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(TEXT_COLUMNS))]
     out = []
     for j, row in enumerate(cells):
-        out.append("  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        out.append("  ".join(c.ljust(w) if i in (0, 1, 3) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
+    targets = [r for r in rows if r["stage"] == "total" and r["M_to_target"] is not None]
+    if targets:
+        out.append("compute to the baseline's final accuracy - 0.5 pp:")
+        out += [f"  {r['run']}: M {format_count(r['M_to_target'])}, wall {r['wall_to_target']:.1f} s" for r in targets]
     return "\n".join(out) + "\n"
 
 
@@ -140,18 +151,20 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, baseline: str | Path | None = None,
-            quiet: bool = False) -> tuple[Path, Path, list[dict[str, Any]]]:
+            quiet: bool = False, force: bool = False) -> tuple[Path, Path, list[dict[str, Any]]]:
     """Load the runs, print the table (unless ``quiet``), write ``compare.md`` and ``compare.csv``.
 
     ``out_dir`` defaults to the parent directory of the first run. Returns the two paths and the raw rows.
+    The files of an earlier compare in ``out_dir`` are not overwritten unless ``force`` (``ConfigError``).
     """
     runs = [load_run(p) for p in run_dirs]
     base = load_run(baseline) if baseline is not None else None
     rows = compare_rows(runs, base)
     base_run = pick_baseline(runs, base)
     out = Path(out_dir) if out_dir is not None else Path(run_dirs[0]).resolve().parent
-    out.mkdir(parents=True, exist_ok=True)
     md, cs = out / "compare.md", out / "compare.csv"
+    refuse_overwrite([md, cs], force, "compare")
+    out.mkdir(parents=True, exist_ok=True)
     md.write_text(markdown(rows, base_run.name if base_run else None))
     cs.write_text(csv_text(rows))
     if not quiet:

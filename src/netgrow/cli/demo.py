@@ -2,7 +2,8 @@
 
 Runs cumulative VGG11 -> VGG16 -> VGG19 over 5 -> 7 -> 10 classes and scratch VGG19, both at width 1/8
 (the packaged ``configs/demo_cumulative.toml`` and ``configs/demo_scratch.toml``), then prints the
-comparison table and writes the plots. About 10 minutes on 2 CPU cores; ``--quick`` (a few hundred
+comparison table and writes the plots. About 10 minutes on 2 idle CPU cores (several times longer on
+busy ones; see docs/cli.md); ``--quick`` (a few hundred
 images, one epoch per stage, width 1/16) takes seconds and is what the tests run.
 """
 
@@ -49,7 +50,6 @@ def demo(out: str | Path | None = None, quick: bool = False, quiet: bool = False
     Returns ``{"runs": [dirs], "compare": path of compare.md, "plots": [paths], "wall_time": seconds}``.
     """
     from netgrow.cli.compare import compare
-    from netgrow.cli.config import validate_resources
     from netgrow.cli.main import check_out_dir
     from netgrow.cli.report import report
     from netgrow.strategies import run_experiment
@@ -57,7 +57,7 @@ def demo(out: str | Path | None = None, quick: bool = False, quiet: bool = False
     out = Path(out) if out is not None else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     check_out_dir(out, resume=False)
     cfgs = demo_configs(quick)
-    resolved = [validate_resources(c) for c in cfgs]  # everything checked before the first write
+    resolved = _with_data(cfgs)  # everything checked before the first write
     t0 = time.perf_counter()
     run_dirs = []
     for i, (cfg, train, test) in enumerate(resolved, start=1):
@@ -72,6 +72,24 @@ def demo(out: str | Path | None = None, quick: bool = False, quiet: bool = False
     if not quiet:
         print(f"demo finished in {wall / 60:.1f} min; table: {md}; plots: {out / 'plots'}")
     return {"runs": run_dirs, "compare": md, "plots": plots, "wall_time": wall}
+
+
+def _with_data(cfgs: list[Any]) -> list[tuple[Any, Any, Any]]:
+    """``validate_resources`` of each config, loading each data set once (both demo runs share one)."""
+    from netgrow.cli.config import resolve_with_data, validate_resources
+
+    loaded: dict[tuple[str, Any], tuple[Any, Any]] = {}
+    out = []
+    for cfg in cfgs:
+        key = (cfg.data.name, cfg.data.root)
+        if key in loaded:
+            train, test = loaded[key]
+            out.append((resolve_with_data(cfg, train), train, test))
+        else:
+            cfg, train, test = validate_resources(cfg)
+            loaded[key] = (train, test)
+            out.append((cfg, train, test))
+    return out
 
 
 def _describe(cfg: Any) -> str:

@@ -1,13 +1,15 @@
 """The ``netgrow`` command.
 
-    netgrow run EXPERIMENT.toml [--out DIR] [--resume] [--quiet]
-    netgrow compare RUN_DIR... [--baseline DIR] [--out DIR]
-    netgrow report RUN_DIR... [--out DIR]
-    netgrow demo [--out DIR] [--quick]
-    netgrow analyze RUN_DIR [--baseline SCRATCH_RUN_DIR] [--out DIR]
+    netgrow run EXPERIMENT.toml [--out DIR] [--resume] [--quiet] [--tensorboard] [--threads N]
+    netgrow compare RUN_DIR... [--baseline DIR] [--out DIR] [--force]
+    netgrow report RUN_DIR... [--out DIR] [--force]
+    netgrow demo [--out DIR] [--quick] [--threads N]
+    netgrow analyze RUN_DIR [--baseline SCRATCH_RUN_DIR] [--out DIR] [--threads N]
 
 Exit codes: 0 success; 2 a bad config or command line (nothing was written); 1 a failure while running
-(the message says what happened; a killed or failed run can be continued with ``--resume``); 130 Ctrl-C.
+(the message says what happened; a killed or failed run can be continued with ``--resume``); 143 SIGTERM
+and 130 Ctrl-C (``run`` and ``demo`` first finish the current step and write a checkpoint, see
+:mod:`netgrow.train.interrupt`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from netgrow.errors import ConfigError, NetgrowError
+from netgrow.errors import ConfigError, NetgrowError, RunInterrupted, StorageError
 
 log = logging.getLogger("netgrow.cli")
 
@@ -52,6 +54,7 @@ def check_out_dir(out: Path, resume: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from netgrow.cli.config import load_config, validate_resources
     from netgrow.strategies import run_experiment
+    from netgrow.train.interrupt import graceful_stop
 
     from netgrow.strategies.base import is_main_process
 
@@ -61,7 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_out_dir(out, args.resume)
     cfg, train, test = validate_resources(cfg)
     cfg = cfg.replace(out=str(out))
-    summary = run_experiment(cfg, out, train, test, quiet=args.quiet, resume=args.resume)
+    if args.tensorboard:
+        cfg = cfg.replace(train={**cfg.train, "tensorboard": True})
+    with graceful_stop():
+        summary = run_experiment(cfg, out, train, test, quiet=args.quiet, resume=args.resume)
     if not args.quiet and is_main_process():
         final = summary["final"]
         acc = final.get("test_acc")
@@ -74,22 +80,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from netgrow.cli.compare import compare
 
-    compare(args.runs, out_dir=args.out, baseline=args.baseline, quiet=args.quiet)
+    compare(args.runs, out_dir=args.out, baseline=args.baseline, quiet=args.quiet, force=args.force)
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from netgrow.cli.report import report
 
-    report(args.runs, out_dir=args.out, quiet=args.quiet)
+    report(args.runs, out_dir=args.out, quiet=args.quiet, force=args.force)
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from netgrow.cli.demo import demo
+    from netgrow.train.interrupt import graceful_stop
 
-    demo(out=args.out, quick=args.quick, quiet=args.quiet)
+    with graceful_stop():
+        demo(out=args.out, quick=args.quick, quiet=args.quiet)
     return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def _threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch CPU threads (default: torch's choice, which honours OMP_NUM_THREADS)")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -115,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory (default: the config's `out`, else runs/<name>)")
     r.add_argument("--resume", action="store_true", help="continue a killed run in --out from its checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to RUN_DIR/tensorboard (as [train] tensorboard = true)")
+    _threads_option(r)
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("compare", help="Table 1 side by side: accuracy, M and its ratio to scratch, per stage")
@@ -122,18 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", help="the scratch run M ratios refer to (default: the first scratch run given)")
     c.add_argument("--out", help="where compare.md / compare.csv go (default: parent of the first run)")
     c.add_argument("--quiet", action="store_true")
+    c.add_argument("--force", action="store_true", help="overwrite compare.md / compare.csv of an earlier compare")
     c.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("report", help="PNG plots: accuracy vs epochs, vs MACs, vs parameters")
     rp.add_argument("runs", nargs="+", help="run directories")
     rp.add_argument("--out", help="plot directory (default: plots/ beside the first run)")
     rp.add_argument("--quiet", action="store_true")
+    rp.add_argument("--force", action="store_true", help="overwrite the plots of an earlier report")
     rp.set_defaults(func=cmd_report)
 
-    d = sub.add_parser("demo", help="scratch VGG19 vs cumulative VGG11→16→19 on Fashion-MNIST (~10 min on 2 cores)")
+    d = sub.add_parser("demo", help="scratch VGG19 vs cumulative VGG11→16→19 on Fashion-MNIST (~10 min on 2 idle cores, "
+                                           "longer on busy ones)")
     d.add_argument("--out", help="demo directory (default: runs/demo-<time>)")
     d.add_argument("--quick", action="store_true", help="a tiny subset and 1 epoch per stage (seconds; for tests)")
     d.add_argument("--quiet", action="store_true")
+    _threads_option(d)
     d.set_defaults(func=cmd_demo)
 
     a = sub.add_parser("analyze", help="robustness, FGSM and mutual inference of a run's stage models")
@@ -142,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="output directory (default: RUN_DIR/analysis)")
     a.add_argument("--max-samples", type=int, help="analyse a seeded random subset of the test set (quick look)")
     a.add_argument("--quiet", action="store_true")
+    _threads_option(a)
     a.set_defaults(func=cmd_analyze)
     return p
 
@@ -151,13 +182,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "quiet", False))
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except ConfigError as exc:
         print(f"netgrow: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except RunInterrupted as exc:
+        print(f"netgrow: {exc}", file=sys.stderr)
+        return 128 + exc.signum
+    except StorageError as exc:
+        hint = "" if "--resume" in str(exc) or args.command not in ("run", "demo") else (
+            "; files written before are intact: free space (or fix the permissions) and continue with --resume")
+        print(f"netgrow: error: {exc}{hint}", file=sys.stderr)
+        return EXIT_FAILED
     except NetgrowError as exc:
         print(f"netgrow: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # a write outside the checkpoint code (a plot, a table): name the file, no traceback
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"netgrow: error: cannot access{where}: {exc.strerror or exc}; files written before are kept",
+              file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("netgrow: interrupted; continue with --resume", file=sys.stderr)

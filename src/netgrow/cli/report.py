@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from netgrow.cli.outputs import refuse_overwrite
 from netgrow.cli.runs import Run, load_run
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,46 @@ def _curve(ax, runs: Sequence[Run], key: str, scale: float = 1.0) -> None:
     ax.legend(fontsize=8)
 
 
+MARKERS = ("s", "o", "^", "D", "v", "P")
+
+
+def params_plot(ax, runs: Sequence[Run]) -> None:
+    """Accuracy at the end of every stage against parameters (log axis).
+
+    Every run gets its own marker, hollow and drawn larger than the runs before it, so a point shared by
+    two runs (scratch and grown models of one architecture) shows both; the x ticks are the parameter
+    counts that occur, labelled 36.7K, 1.2M, ... (a log axis spanning less than a decade has no labelled
+    tick of its own).
+    """
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    from netgrow.cli.compare import format_count
+
+    xs_all: set[float] = set()
+    for i, run in enumerate(runs):
+        # incremental runs list their phases (look-ahead stages are initialisations, not points of Fig. 4)
+        source = (run.summary.get("extra") or {}).get("accuracy_vs_params") or run.stages
+        pts = [(s["params"], 100 * s["test_acc"]) for s in source if s.get("params") and s.get("test_acc") is not None]
+        if pts:
+            ax.plot([p for p, _ in pts], [a for _, a in pts], marker=MARKERS[i % len(MARKERS)], color=f"C{i}",
+                    ms=6 + 3 * i, fillstyle="none", mew=1.5, zorder=3 + len(runs) - i,
+                    label=f"{run.name} ({run.strategy})")
+            xs_all.update(float(p) for p, _ in pts)
+    ax.set_xscale("log")
+    if xs_all:
+        ticks = sorted(xs_all)
+        lo, hi = ticks[0], ticks[-1]
+        ax.set_xlim(lo / 1.25, hi * 1.25)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(ticks, [format_count(t) for t in ticks])
+    ax.set_xlabel("parameters (end of each stage)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs parameters")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
 def plot_runs(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
     """Write the three plots for ``runs`` into ``out_dir``; returns their paths."""
     plt = _pyplot()
@@ -87,19 +128,7 @@ def plot_runs(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, run in enumerate(runs):
-        # incremental runs list their phases (look-ahead stages are initialisations, not points of Fig. 4)
-        source = (run.summary.get("extra") or {}).get("accuracy_vs_params") or run.stages
-        pts = [(s["params"], 100 * s["test_acc"]) for s in source if s.get("params") and s.get("test_acc") is not None]
-        if pts:
-            ax.plot([p for p, _ in pts], [a for _, a in pts], marker="s", color=f"C{i}",
-                    label=f"{run.name} ({run.strategy})")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters (end of each stage)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy vs parameters")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    params_plot(ax, runs)
     paths.append(out / PLOTS[2])
     fig.tight_layout()
     fig.savefig(paths[-1], dpi=120)
@@ -107,10 +136,16 @@ def plot_runs(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, quiet: bool = False) -> list[Path]:
-    """Load the runs and write the plots (default ``out_dir``: ``plots/`` beside the first run)."""
+def report(
+    run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, quiet: bool = False, force: bool = False
+) -> list[Path]:
+    """Load the runs and write the plots (default ``out_dir``: ``plots/`` beside the first run).
+
+    Plots of an earlier report in ``out_dir`` are not overwritten unless ``force`` (``ConfigError``).
+    """
     runs = [load_run(p) for p in run_dirs]
     out = Path(out_dir) if out_dir is not None else Path(run_dirs[0]).resolve().parent / "plots"
+    refuse_overwrite([out / name for name in PLOTS], force, "report")
     paths = plot_runs(runs, out)
     if not quiet:
         for p in paths:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from netgrow.graph.example_input import check_example_input
 from netgrow.graph.trace import shape_of, trace_with_shapes
 
 log = logging.getLogger(__name__)
@@ -758,4 +759,5 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[Channe
         >>> [(g.producers, g.width, g.resizable) for g in channel_groups(net, torch.randn(3, 4))]
         [([], 4, False), (['0'], 8, True), (['2'], 2, False)]
     """
+    check_example_input(model, example_input, "channel_groups")
     return analyse(model, example_input).groups

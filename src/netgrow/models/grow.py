@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from netgrow.errors import NetgrowValueError
+from netgrow.graph.example_input import check_example_input
 from netgrow.models.gpt import GPTConfig
 from netgrow.models.gpt_grow import grow_gpt
 from netgrow.models.registry import architecture, list_models
@@ -153,6 +154,7 @@ def grow(
     A GPT's ``target`` is a ``GPTConfig`` or the fields that grow, and ``gpt_options`` are
     ``depth="copy"|"stack"``, ``noise``, ``seed`` (``netgrow.models.gpt_grow``).
     """
+    check_example_input(model, example_input, "grow")
     if _family(architecture(model)) == "gpt":
         if data is not None:
             raise NetgrowValueError("grow: data= is for VGG BatchNorm statistics; a GPT has no BatchNorm")

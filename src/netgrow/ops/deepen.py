@@ -45,6 +45,7 @@ import torch.fx
 from torch import nn
 
 from netgrow.errors import DataError, NetgrowValueError
+from netgrow.graph.example_input import check_example_input
 from netgrow.models.blocks import BasicBlock, batchnorm, conv
 from netgrow.ops.expand import output_tail, trace
 from netgrow.ops.modules import clone, get_module, set_module
@@ -512,6 +513,7 @@ def deepen(
     ``data`` (layer kind with BatchNorm only): input batches to measure the point's channel statistics.
     ``verify``: check the function is unchanged on ``example_input`` (eval mode).
     """
+    check_example_input(model, example_input, "deepen")
     if kind not in ("layer", "residual"):
         raise NetgrowValueError(f"deepen: kind={kind!r} is not supported; use 'layer' or 'residual'")
     new = clone(model)

@@ -23,6 +23,7 @@ import torch.fx
 from torch import nn
 
 from netgrow.errors import NetgrowTypeError, NetgrowValueError, TraceError, VerificationError
+from netgrow.graph.example_input import check_example_input
 from netgrow.ops.modules import clone, get_module, set_module
 from netgrow.ops.param_map import DimMap, ParamSource, identity_map, set_param_map
 from netgrow.ops.replay import example_input as record_input
@@ -147,6 +148,7 @@ def expand_classes(
     like the layer's default init from ``torch.manual_seed(seed)`` (the global RNG when ``seed`` is None).
     The old logits are checked on ``example_input`` (eval mode).
     """
+    check_example_input(model, example_input, "expand_classes")
     if get_spec(model)["base"] is not None:
         from netgrow.models.registry import output_layer
 

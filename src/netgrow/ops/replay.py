@@ -9,6 +9,7 @@ matter and no verification is run).
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 import torch
@@ -31,10 +32,22 @@ def example_input(record: dict[str, Any]) -> torch.Tensor:
 
 
 def replay_log(model: nn.Module, log: list[dict[str, Any]]) -> nn.Module:
-    """Apply every record of ``log`` to ``model`` in order; returns the rebuilt model."""
-    for i, record in enumerate(log):
-        op = record.get("op")
-        if op not in OP_MODULES:
-            raise CheckpointError(f"growth log entry {i} has unknown op {op!r}; known ops: {sorted(OP_MODULES)}")
-        model = importlib.import_module(OP_MODULES[op]).replay(model, record)
+    """Apply every record of ``log`` to ``model`` in order; returns the rebuilt model.
+
+    The ops' own "widen: ..." / "grow: ..." info lines are held back: a rebuild is not growth, and
+    loading every stage of a run would repeat them once per stage.
+    """
+    loggers = [logging.getLogger(name) for name in OP_MODULES.values()]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        for i, record in enumerate(log):
+            op = record.get("op")
+            if op not in OP_MODULES:
+                raise CheckpointError(f"growth log entry {i} has unknown op {op!r}; known ops: {sorted(OP_MODULES)}")
+            model = importlib.import_module(OP_MODULES[op]).replay(model, record)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     return model

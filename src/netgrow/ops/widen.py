@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from netgrow.errors import LockedGroupError, NetgrowTypeError, NetgrowValueError
+from netgrow.graph.example_input import check_example_input
 from netgrow.graph.groups import ChannelGraph, ChannelGroup, Layout, analyse
 from netgrow.ops import rules
 from netgrow.ops.param_map import DimMap, ParamMap, ParamSource, set_param_map
@@ -143,13 +144,8 @@ def random_pad_map(n: int, q: int) -> GroupMap:
 
 # ------------------------------------------------------------------------------------------ validation
 def check_model_and_input(model: Any, example_input: Any, op: str) -> None:
-    """Type checks shared by the ops: a module and a tensor batch."""
-    if not isinstance(model, nn.Module):
-        raise NetgrowTypeError(f"{op}: expected a torch.nn.Module, got {type(model).__name__}; pass the model itself")
-    if not isinstance(example_input, torch.Tensor):
-        raise NetgrowTypeError(
-            f"{op}: example_input must be a torch.Tensor batch the model accepts, got {type(example_input).__name__}"
-        )
+    """The shared example-input check (:func:`netgrow.graph.example_input.check_example_input`)."""
+    check_example_input(model, example_input, op)
 
 
 def _module_names(model: nn.Module) -> dict[str, nn.Module]:

@@ -39,6 +39,7 @@ _LAZY = {
     "model_to_tensors": "netgrow.train.serialization",
     "model_from_tensors": "netgrow.train.serialization",
     "carry_optimizer_state": "netgrow.train.carry",
+    "graceful_stop": "netgrow.train.interrupt",
 }
 
 __all__ = sorted(_LAZY)

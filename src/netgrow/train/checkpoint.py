@@ -183,10 +183,13 @@ def state_payload(
 def save_last(ckpt_dir: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Write the epoch checkpoint ``last``, keeping the previous one as ``last.prev``."""
     ckpt_dir = Path(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     last = ckpt_dir / LAST
-    if last.is_file():
-        os.replace(last, ckpt_dir / PREV)
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if last.is_file():
+            os.replace(last, ckpt_dir / PREV)
+    except OSError as exc:
+        raise safe_io.storage_error(last, exc) from None
     return safe_io.write_atomic(last, tensors, meta)
 
 

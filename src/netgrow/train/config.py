@@ -63,6 +63,9 @@ class TrainConfig:
     checkpoint_every: int | None = None  # also checkpoint every N steps inside an epoch (None: epoch ends only)
     log_every: int = 50  # steps between progress updates (and NaN checks on GPU)
     num_workers: int = 0  # DataLoader workers for data sets that are not in memory
+    sync_batchnorm: bool = False  # DDP: BatchNorm statistics over the global batch (SyncBatchNorm), not per rank
+    tensorboard: bool = False  # also log metrics rows and growth events to RUN_DIR/tensorboard (needs tensorboard)
+    threads: int | None = None  # torch intra-op CPU threads (None: torch's default, which honours OMP_NUM_THREADS)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, recorded in train_config.json
 
     def __post_init__(self) -> None:
@@ -107,6 +110,10 @@ class TrainConfig:
         _check(_is_int(self.num_workers) and self.num_workers >= 0, "num_workers", self.num_workers,
                "an integer >= 0")
         _check(_is_int(self.seed), "seed", self.seed, "an integer")
+        _check(self.threads is None or (_is_int(self.threads) and self.threads >= 1), "threads", self.threads,
+               "an integer >= 1 or None")
+        for flag in ("sync_batchnorm", "tensorboard"):
+            _check(isinstance(getattr(self, flag), bool), flag, getattr(self, flag), "true or false")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field."""

@@ -72,10 +72,21 @@ def init(device: torch.device) -> DistInfo:
     return info
 
 
-def wrap(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
-    """Wrap in DistributedDataParallel when distributed (rank 0's weights are broadcast to all ranks)."""
+def wrap(model: nn.Module, info: DistInfo, device: torch.device, sync_batchnorm: bool = False) -> nn.Module:
+    """Wrap in DistributedDataParallel when distributed (rank 0's weights are broadcast to all ranks).
+
+    ``sync_batchnorm``: BatchNorm normalises each training batch with the statistics of the whole global
+    batch (all ranks) instead of the rank's shard, so a DDP run matches one process on the same global
+    batch. The user's model keeps its BatchNorm classes (growth, ``netgrow.save`` and the model families
+    see no difference): DDP wraps :func:`netgrow.train.sync_batchnorm.sync_batchnorm_view` of it, rebuilt at every stage, so the option
+    holds across growth steps.
+    """
     if not info.enabled:
         return model
+    if sync_batchnorm:
+        from netgrow.train.sync_batchnorm import sync_batchnorm_view
+
+        model = sync_batchnorm_view(model)
     device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
 

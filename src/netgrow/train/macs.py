@@ -69,6 +69,7 @@ from torch.nn.modules.pooling import (
 from torch.overrides import TorchFunctionMode
 
 from netgrow.errors import NetgrowTypeError, NetgrowValueError
+from netgrow.graph.example_input import check_example_input
 from netgrow.ops.verify import eval_mode
 
 logger = logging.getLogger(__name__)
@@ -383,8 +384,8 @@ def _as_args(example_input: Any, model: nn.Module) -> tuple[Any, ...]:
     args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
     if not args or not isinstance(args[0], torch.Tensor):
         raise NetgrowTypeError(
-            f"count_macs: example_input must be a tensor (or a tuple of tensors, the forward's positional "
-            f"arguments), got {type(example_input).__name__}"
+            f"count_macs: example_input must be a torch.Tensor batch (or a tuple of the forward's positional "
+            f"arguments, the first a tensor), got {type(example_input).__name__}"
         )
     if args[0].dim() == 0:
         raise NetgrowValueError("count_macs: example_input needs a batch dimension, got a 0-d tensor")
@@ -392,7 +393,8 @@ def _as_args(example_input: Any, model: nn.Module) -> tuple[Any, ...]:
     if ref is None:
         ref = next(iter(model.buffers()), None)
     if ref is not None:  # the model may live on a GPU while the example was built on the CPU
-        args = tuple(a.to(ref.device) if isinstance(a, torch.Tensor) else a for a in args)
+        # (a meta tensor has no values to move: the example-input check refuses it by name)
+        args = tuple(a.to(ref.device) if isinstance(a, torch.Tensor) and not a.is_meta else a for a in args)
     return args
 
 
@@ -413,7 +415,8 @@ def count_macs(
 
     The model's training flags, parameters and buffers are left as they were.
     """
-    args = _as_args(example_input, model)
+    args = _as_args(example_input, model)  # moved to the model's device
+    check_example_input(model, args if len(args) > 1 else args[0], "count_macs", allow_tuple=True)
     batch = int(args[0].shape[0])
     if batch < 1:
         raise NetgrowValueError("count_macs: example_input has batch size 0; pass at least one sample")

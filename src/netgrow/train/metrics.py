@@ -12,11 +12,11 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from netgrow.train.safe_io import write_bytes_atomic
+from netgrow.train.safe_io import storage_error, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +44,31 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 class MetricsWriter:
-    """Appends rows to ``path`` (JSON Lines). ``enabled=False`` (DDP ranks other than 0) writes nothing."""
+    """Appends rows to ``path`` (JSON Lines). ``enabled=False`` (DDP ranks other than 0) writes nothing.
 
-    def __init__(self, path: str | os.PathLike[str], enabled: bool = True) -> None:
+    ``also``: called with every row written (the TensorBoard log).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], enabled: bool = True, also: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.path = Path(path)
         self.enabled = enabled
+        self.also = also
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one row and flush it to the OS."""
         if not self.enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(json_safe(row)) + "\n")
-            f.flush()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps(json_safe(row)) + "\n")
+                f.flush()
+        except OSError as exc:
+            raise storage_error(self.path, exc) from None
+        if self.also is not None:
+            self.also(row)
 
     def rows(self) -> list[dict[str, Any]]:
         """All rows written so far (a torn last line from a crash is skipped)."""

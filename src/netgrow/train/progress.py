@@ -1,8 +1,9 @@
 """Progress display: a tqdm bar per epoch on a terminal, plain lines otherwise, nothing when quiet.
 
 The bar shows the running training loss and accuracy (updated every ``log_every`` steps, the only
-points where the trainer reads values back from the device). Without a terminal (CI, log files) one
-line is printed per epoch instead, so logs stay readable.
+points where the trainer reads values back from the device). Without a terminal (CI, log files) a
+plain line is printed every ``log_every`` steps and one per epoch instead, so logs stay readable. Epoch
+lines and a stage's ``done:`` line show the same clock: the run's training time so far (``run time``).
 """
 
 from __future__ import annotations
@@ -71,5 +72,5 @@ def format_epoch(row: dict[str, Any]) -> str:
         f"stage {row['stage']} ({row['name']}) epoch {row['epoch']} step {row['step']}: "
         f"train loss {f('train_loss', '.4f')} acc {f('train_acc', '.4f')} | "
         f"test loss {f('test_loss', '.4f')} acc {f('test_acc', '.4f')} | lr {f('lr', '.3g')} | "
-        f"M {f('M', '.3e')} MACs | {f('wall_time', '.1f')} s"
+        f"M {f('M', '.3e')} MACs | run time {f('wall_time', '.1f')} s"
     )

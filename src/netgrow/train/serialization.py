@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from netgrow.errors import CheckpointError
+from netgrow.errors import CheckpointError, NetgrowTypeError
 from netgrow.ops import param_map as _param_map
 from netgrow.ops.modules import clone
 from netgrow.ops.replay import replay_log
@@ -65,6 +65,11 @@ def save(model: nn.Module, path: str | os.PathLike[str]) -> None:
     A model from ``netgrow.models.create`` loads back with ``netgrow.load(path)``; a user's own model with
     ``netgrow.load(path, base=MyModel(...))``.
     """
+    if not isinstance(model, nn.Module):
+        raise NetgrowTypeError(
+            f"netgrow.save: model must be a torch.nn.Module, got {type(model).__name__}; pass the model itself "
+            "(to store other tensors use safetensors directly)"
+        )
     tensors, meta = model_to_tensors(model)
     safe_io.write_atomic(path, tensors, meta)
     n_ops = len(meta["spec"]["log"])
@@ -108,6 +113,69 @@ def _rebuild(spec: dict[str, Any], cls_name: str, base: nn.Module | None) -> nn.
     return model
 
 
+# A recorded example input larger than this (elements), and than the model itself, is refused on load.
+_MAX_INPUT_ELEMENTS = 1 << 26
+
+
+def check_declared_sizes(spec: dict[str, Any], state: dict[str, torch.Tensor], base_given: bool) -> None:
+    """Refuse a spec whose sizes the stored tensors cannot back, before anything is allocated.
+
+    Rebuilding allocates what the spec declares (base kwargs, widths in the growth log, recorded input
+    shapes); a damaged or forged file declaring widths of 1e8 next to 150 KB of weights would otherwise
+    allocate gigabytes before the strict shape check refuses it. Every width must be at most the largest
+    stored dimension, times what the later prunes of the log may have removed (a prune of ratio r shrinks a
+    width by at most 1/(1-r)); a netgrow family's base is built on the ``meta`` device (no memory) and must
+    not hold more elements than that allows either.
+    """
+    dims = [int(d) for t in state.values() for d in t.shape] or [1]
+    largest, total = max(dims), sum(t.numel() for t in state.values())
+    log = spec.get("log") or []
+    slack = [2.0] * (len(log) + 1)  # slack[i]: how much sizes before record i may exceed the stored ones
+    for i in range(len(log) - 1, -1, -1):
+        ratio = log[i].get("ratio", 0.0) if log[i].get("op") == "prune" else 0.0
+        ratio = min(float(ratio), 0.99) if isinstance(ratio, (int, float)) else 0.99
+        slack[i] = slack[i + 1] / (1.0 - max(ratio, 0.0))
+    for i, record in enumerate(log):
+        sizes = dict(record.get("widths") or {}) if isinstance(record.get("widths"), dict) else {}
+        if "num_classes" in record:
+            sizes["num_classes"] = record["num_classes"]
+        for key, size in sizes.items():
+            if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= slack[i + 1] * largest:
+                raise CheckpointError(
+                    f"growth log entry {i} ({record.get('op')}) declares size {size!r} for {key!r}, which the stored "
+                    f"tensors (largest dimension {largest}) cannot back; the file is damaged or was edited"
+                )
+        shape = record.get("input_shape", [1])
+        n = 1
+        for d in shape if isinstance(shape, list) else [-1]:
+            if not isinstance(d, int) or d < 1:
+                raise CheckpointError(f"growth log entry {i} has an invalid input_shape {shape!r}; the file is damaged")
+            n *= d
+        if n > max(64 * total, _MAX_INPUT_ELEMENTS):
+            raise CheckpointError(
+                f"growth log entry {i} declares an example input of shape {shape} ({n} elements) for a model of "
+                f"{total} stored elements; the file is damaged or was edited"
+            )
+    base_spec = spec.get("base")
+    if base_given or not isinstance(base_spec, dict):
+        return
+    from netgrow.models import create
+
+    try:
+        with torch.device("meta"):
+            meta_model = create(base_spec.get("family"), **(base_spec.get("kwargs") or {}))
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot rebuild the netgrow model {base_spec.get('family')!r} with {base_spec.get('kwargs')}: {exc}"
+        ) from exc
+    n_base = sum(t.numel() for t in meta_model.state_dict().values())
+    if n_base > slack[0] ** 2 * total + (1 << 20):
+        raise CheckpointError(
+            f"the base model {base_spec.get('family')!r} {base_spec.get('kwargs')} declares {n_base} elements but "
+            f"the file stores {total}; the file is damaged or was edited"
+        )
+
+
 def _check_keys(model: nn.Module, state: dict[str, torch.Tensor], cls_name: str) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -146,6 +214,7 @@ def model_from_tensors(
     state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     cls_name = meta.get("class", "?")
     spec = meta["spec"]
+    check_declared_sizes(spec, state, base is not None)
     model = _rebuild(spec, cls_name, base)
     _check_keys(model, state, cls_name)
     # Keep the saved dtypes: ``load_state_dict`` copies into existing tensors (which keeps tied weights

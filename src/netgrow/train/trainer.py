@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,16 +45,18 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from netgrow.data.loader import make_loader
-from netgrow.errors import ConfigError, NetgrowTypeError, TrainingError
+from netgrow.errors import ConfigError, NetgrowTypeError, RunInterrupted, StorageError, TrainingError
 from netgrow.ops.param_map import ParamMap
 from netgrow.ops.param_map import param_map as get_param_map
 from netgrow.ops.verify import eval_mode
+from netgrow.spec import growth_log
 from netgrow.train import checkpoint as ckpt
 from netgrow.train import distributed as ddp
 from netgrow.train import meter as meters
 from netgrow.train import lm, safe_io, validate
 from netgrow.train.carry import carry_optimizer_state
 from netgrow.train.config import TrainConfig
+from netgrow.train.interrupt import requested as stop_signal
 from netgrow.train.macs import count_macs
 from netgrow.train.loop import EpochSums, NonFiniteLoss, StepContext, apply_masks, evaluate, train_steps
 from netgrow.train.metrics import MetricsWriter, read_json, write_json_atomic, write_train_config
@@ -61,6 +64,7 @@ from netgrow.train.optim import LRSchedule, build_optimizer
 from netgrow.train.progress import Progress, format_epoch
 from netgrow.train.serialization import save as save_model
 from netgrow.train.stopping import Plateau, StoppingRule
+from netgrow.train.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +131,14 @@ class Trainer:
                 f"{leftovers or ''}; pass resume=True to continue that run, or use a new run directory"
             )
         self._setup_determinism()
-        self.metrics = MetricsWriter(self.metrics_path, enabled=self.is_main)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        # TensorBoard (optional): every metrics row, and a growth event at each stage start
+        self.tensorboard = TensorBoardLog(self.run_dir / "tensorboard") if config.tensorboard and self.is_main else None
+        self.metrics = MetricsWriter(
+            self.metrics_path, enabled=self.is_main, also=self.tensorboard.row if self.tensorboard else None
+        )
+        self._growth_log_len = 0  # growth records of the previous stage's model (to name this stage's growth)
         self.progress = Progress(enabled=self.is_main and not quiet, stream=stream)
         self.totals: dict[str, Any] = {"M": 0, "samples": 0, "iterations": 0, "wall_time": 0.0, "epochs": 0}
         self.stage_summaries: list[dict[str, Any]] = []
@@ -159,6 +170,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             "per_rank_batch_size": self.config.batch_size // self.dist.world_size,
             "torch_version": torch.__version__,
+            "torch_threads": torch.get_num_threads(),  # float sums depend on it: part of reproducing a run
         }
 
     def _setup_determinism(self) -> None:
@@ -247,7 +259,7 @@ class Trainer:
         ckpt.set_rng_state(st_tensors, st_meta["rng"])
         self._add_totals(summary["meter"], int(summary.get("epochs", len(summary.get("history", [])))))
         self.stage_summaries.append(summary)
-        log.info("stage %d (%s) finished before; loaded %s", stage, name, model_path)
+        self._growth_log_len = len(growth_log(model))
         self.progress.line(f"stage {stage} ({name}): finished earlier, loaded from {model_path}")
         return StageResult(
             model=model,
@@ -263,6 +275,13 @@ class Trainer:
             resumed=True,
             summary=summary,
         )
+
+    def _growth_event(self, stage: int, name: str, model: nn.Module, params: int) -> None:
+        """Log the start of a stage to TensorBoard: the growth ops since the previous stage's model."""
+        if self.tensorboard is None:
+            return
+        before = self.stage_summaries[-1].get("params") if self.stage_summaries else None
+        self.tensorboard.growth(stage, name, before, params, growth_log(model)[self._growth_log_len :])
 
     def _add_totals(self, meter: dict[str, Any], epochs: int) -> None:
         for k in ("M", "samples", "iterations", "wall_time"):
@@ -376,6 +395,8 @@ class _StageRun:
             if self.cfg.deterministic:
                 torch.use_deterministic_algorithms(True)  # for this stage only: the setting is process-wide
             return self._execute()
+        except StorageError as exc:
+            raise StorageError(f"{self.where}: {exc}. {self._kept()}", exc.path, exc.os_errno) from None
         finally:
             for n, p in self.model.named_parameters():
                 p.requires_grad_(grad_flags.get(n, True))
@@ -389,11 +410,13 @@ class _StageRun:
                 t.metrics.truncate_after(self.stage, None)
             seed_everything(self.seed)
             self._carry()
+            t._growth_event(self.stage, self.name, self.model, self.params)
+        t._growth_log_len = len(growth_log(self.model))
         if self.device.type == "cuda" and self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        forward = ddp.wrap(self.model, self.dist, self.device)
+        forward = ddp.wrap(self.model, self.dist, self.device, self.cfg.sync_batchnorm)
         if self.cfg.compile:
             forward = torch.compile(forward)
         criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
@@ -409,6 +432,8 @@ class _StageRun:
         try:
             while not self.done:
                 self._epoch(ctx)
+                if not self.done and self._stop_requested(None, ctx):
+                    self._raise_interrupted()
         except NonFiniteLoss as exc:
             self._raise_nonfinite(exc)
         finally:
@@ -435,26 +460,39 @@ class _StageRun:
         last_log = [self.step]
 
         def on_log(step: int, sums: EpochSums) -> None:
-            if t.progress.enabled and t.progress.tty:
-                loss = float(sums.loss) / max(sums.count, 1)
-                acc = float(sums.correct) / max(sums.count, 1)
+            if not t.progress.enabled:
+                return
+            loss = float(sums.loss) / max(sums.count, 1)
+            acc = float(sums.correct) / max(sums.count, 1)
+            if t.progress.tty:
                 bar.update(step - last_log[0], loss=loss, acc=acc)
                 last_log[0] = step
+            else:  # a log file: a plain line every log_every steps instead of carriage-return bar updates
+                run_time = self.totals_before["wall_time"] + self.meter.wall_time
+                t.progress.line(
+                    f"stage {self.stage} ({self.name}) epoch {self.epoch + 1}/{total_epochs} batch "
+                    f"{sums.batches}/{self.steps_per_epoch}: train loss {loss:.4f} acc {acc:.4f} | run time {run_time:.1f} s"
+                )
 
         ce = self.cfg.checkpoint_every
 
         def on_step(step: int, sums: EpochSums) -> None:
-            if ce and step % ce == 0 and sums.batches < self.steps_per_epoch and not (
-                self.steps is not None and step >= self.steps
-            ):
+            # at the epoch's end the epoch checkpoint follows anyway
+            mid = sums.batches < self.steps_per_epoch and not (self.steps is not None and step >= self.steps)
+            saved = bool(ce and step % ce == 0 and mid)
+            if saved:
                 self.step = step
                 self._save_last(mid_epoch=True)
+            if mid and self._stop_requested(step, ctx):
+                self.step = step
+                if not saved:
+                    self._save_last(mid_epoch=True)
+                self._raise_interrupted()
 
         try:
             self.step = train_steps(
-                ctx, self.train_loader.iter_from(start), self.sums, self.step, self.steps, on_log,
-                on_step if ce else None,
-            )  # fmt: skip
+                ctx, self.train_loader.iter_from(start), self.sums, self.step, self.steps, on_log, on_step
+            )
         finally:
             bar.close()
         self._end_epoch()
@@ -618,6 +656,36 @@ class _StageRun:
         n = carry_optimizer_state(old_state, ddp.unwrap(old_model), self.optimizer, self.model, pm)
         log.info("%s: carried optimizer state for %d parameters", self.where, n)
 
+    def _stop_requested(self, step: int | None, ctx: StepContext) -> bool:
+        """Did SIGTERM/Ctrl-C ask to stop (see :mod:`netgrow.train.interrupt`)? Under DDP every rank must
+        agree at the same step, so the flag is shared at the loss-check points only."""
+        flag = stop_signal() is not None
+        if not self.dist.enabled:
+            return flag
+        if step is not None and step % ctx.check_every:
+            return False
+        return ddp.any_rank(flag, self.dist, self.device)
+
+    def _raise_interrupted(self) -> None:
+        signum = stop_signal() or int(signal.SIGTERM)  # DDP: another rank got the signal
+        raise RunInterrupted(
+            f"{self.where}: stopped by {signal.Signals(signum).name} at epoch {self.epoch + 1}, step {self.step}; "
+            f"the checkpoint {str(self.last_ckpt)!r} holds this point. Continue with --resume "
+            "(Trainer(..., resume=True) and the same stages)",
+            signum,
+        )
+
+    def _kept(self) -> str:
+        """What survives a failed write, for the error message."""
+        d = self.t.checkpoint_dir
+        newest = next((d / n for n in (ckpt.LAST, ckpt.PREV) if (d / n).is_file()), None)
+        finished = len(self.t.stage_summaries)
+        kept = f"the checkpoint {str(newest)!r} is kept" if newest else "no checkpoint of this stage was written yet"
+        return (
+            f"{finished} finished stage(s) and {kept}; free space (or fix the permissions) and continue with "
+            "--resume (Trainer(..., resume=True))"
+        )
+
     def _raise_nonfinite(self, exc: NonFiniteLoss) -> None:
         epoch = self.epoch + 1
         steps = f"step {exc.last_step}" if exc.first_step == exc.last_step else f"steps {exc.first_step}..{exc.last_step}"
@@ -670,7 +738,8 @@ class _StageRun:
         t.stage_summaries.append(summary)
         t.progress.line(
             f"stage {self.stage} ({self.name}) done: test acc {test_acc if test_acc is None else round(test_acc, 4)}, "
-            f"M {m['M']:.3e} MACs (cumulative {summary['M_cumulative']:.3e}), {m['wall_time']:.1f} s"
+            f"M {m['M']:.3e} MACs (cumulative {summary['M_cumulative']:.3e}) | run time "
+            f"{self.totals_before['wall_time'] + m['wall_time']:.1f} s (stage {m['wall_time']:.1f} s)"
         )
         return StageResult(
             model=self.model,
