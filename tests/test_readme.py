@@ -45,12 +45,17 @@ def _check_families(text: str, scope: dict, tmp_path: Path) -> None:
     assert scope["plain"].features is not None and int(text.splitlines()[-1]) > 0
 
 
+def _check_gpt(text: str, scope: dict, tmp_path: Path) -> None:
+    assert text.splitlines()[-1] == "4 128 True"  # grown to 4 blocks, d_model 128, same logits
+    assert len(scope["bigger"].blocks) == 4
+
+
 def _check_training(text: str, scope: dict, tmp_path: Path) -> None:
     assert scope["result"].test_acc > 0.5
     assert (tmp_path / "runs" / "readme-mlp" / "final.safetensors").is_file()
 
 
-CHECKS = [_check_grow_your_own, _check_errors, _check_families, _check_training]
+CHECKS = [_check_grow_your_own, _check_errors, _check_families, _check_gpt, _check_training]
 
 
 def test_every_snippet_is_checked():
