@@ -5,7 +5,10 @@ and grown when the angle criterion fires (window ws, threshold gamma), with look
 initialisation of each new sub-network; the scratch baseline trains the target with the same optimiser and
 the same angle rule as its convergence criterion. Reports final accuracy (mean ± std over seeds), M and its
 ratio, the compute to target (first epoch at scratch's final accuracy - 0.5 pp; the paper: VGG at equal
-accuracy with 0.57x the FLOPs), and accuracy vs parameters after every phase (Fig. 4).
+accuracy with 0.57x the FLOPs), M to fixed accuracies (``--fixed``, the paper's Fig. 3) as a ratio to
+scratch's own M to the same accuracy, and accuracy vs parameters after every phase (Fig. 4). The angle
+criterion reads the 10 % validation split (``[data] val_fraction``), never the test set; the optimiser is
+the paper's RMSProp at a constant rate.
 
     .venv/bin/python benchmarks/bench_incremental.py --arch vgg16        # 3 seeds
     .venv/bin/python benchmarks/bench_incremental.py --quick
@@ -25,6 +28,8 @@ def main() -> None:
     p.add_argument("--gamma", type=float, default=0.5, help="angle-criterion threshold (default 0.5)")
     p.add_argument("--lookahead-epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-3, help="RMSProp learning rate, constant (paper: 1e-4 on CIFAR)")
+    p.add_argument("--fixed", default="0.85,0.88,0.9", help="fixed test accuracies for M-to-accuracy (Fig. 3)")
+    p.add_argument("--init", default="he", choices=("default", "he"), help="weight init (paper: He; default he)")
     args = p.parse_args()
     b = c.Bench(NAME, args)
     train = c.train_section(b.epochs, optimizer="rmsprop", lr=args.lr, momentum=0.9, weight_decay=1e-4,
@@ -35,16 +40,19 @@ def main() -> None:
         tr = {**train, "seed": seed}
         scratch = b.run(f"scratch-s{seed}", {
             "strategy": "scratch", "seed": seed, "data": b.data_section(None, seed),
-            "model": {"arch": args.arch, "width": b.width}, "train": tr,
+            "model": {"arch": args.arch, "width": b.width, "init": args.init}, "train": tr,
             "stopping": {"rule": "angle", "ws": ws, "gamma": args.gamma}})
         target = c.final_acc(scratch) - 0.005
+        fixed = [float(v) for v in args.fixed.split(",") if v.strip()]
+        scratch_fixed = {f"{a:g}": c.to_target(scratch, a) for a in fixed}
         row = {"seed": seed, "scratch": {"acc": c.final_acc(scratch), "M": scratch.M_total,
                                          "params": scratch.summary["final"]["params"],
-                                         "epochs": scratch.summary["epochs_total"]}}
+                                         "epochs": scratch.summary["epochs_total"], "M_to_fixed": {
+                                             k: None if h is None else h["M"] for k, h in scratch_fixed.items()}}}
         for init in ("lookahead", "random"):
             run = b.run(f"{init}-s{seed}", {
                 "strategy": "incremental", "seed": seed, "data": b.data_section(None, seed),
-                "model": {"arch": args.arch, "width": b.width}, "train": tr,
+                "model": {"arch": args.arch, "width": b.width, "init": args.init}, "train": tr,
                 "incremental": {"init": init, "ws": ws, "gamma": args.gamma, "max_epochs": b.epochs,
                                 "lookahead_epochs": args.lookahead_epochs}})
             hit = c.to_target(run, target)
@@ -52,7 +60,11 @@ def main() -> None:
                          "epochs": run.summary["epochs_total"], "to_target": hit,
                          "M_to_target_ratio": None if hit is None else hit["M"] / scratch.M_total,
                          "accuracy_vs_params": run.summary.get("extra", {}).get("accuracy_vs_params"),
-                         "phase_epochs": [s["epochs"] for s in run.stages]}
+                         "phase_epochs": [s["epochs"] for s in run.stages],
+                         "M_to_fixed": {f"{a:g}": None if (h := c.to_target(run, a)) is None else h["M"] for a in fixed},
+                         "M_to_fixed_ratio": {f"{a:g}": None if (h := c.to_target(run, a)) is None or
+                                              scratch_fixed[f"{a:g}"] is None else h["M"] / scratch_fixed[f"{a:g}"]["M"]
+                                              for a in fixed}}
         per_seed.append(row)
     rows = [["scratch " + args.arch, c.fmt_ms([r["scratch"]["acc"] for r in per_seed], 100, suffix="%"),
              c.fmt_ms([r["scratch"]["M"] for r in per_seed], 1e-12, 3, "T"), "1.00x",

@@ -1,8 +1,10 @@
 """Cumulative training with pruning and the Net2Net zero mask (Feng & Panda, Table 2) at Fashion-MNIST scale.
 
 Cumulative VGG11 -> VGG19 on 5 -> 10 classes with R = 0, with R = 50% (L1 filter pruning of VGG11 before
-the expansion) and with R = 50% + zero mask (the zero surround of the inserted identity kernels held at
-zero while VGG19 trains; MACs skip those zeros), against scratch VGG19. Reports parameters, MACs per
+the expansion: widths shrink) and with R = 50% + zero mask (the zeros of the inserted identity kernels held
+at zero while VGG19 trains; MACs skip those zeros; both readings: all zeros, or only the surround taps),
+and the kernel-level reading of R (50% of all 2-D conv kernels of VGG11 by L1 zeroed and held at zero
+through the next stage, widths kept: the paper's parameter counts imply this one), against scratch VGG19. Reports parameters, MACs per
 sample (with skipping), final accuracy and M, each also relative to scratch (Table 2's brackets).
 
     .venv/bin/python benchmarks/bench_pruning.py
@@ -14,7 +16,17 @@ from __future__ import annotations
 import _common as c
 
 NAME = "pruning"
-VARIANTS = {"R=0": {"prune": 0.0}, "R=50%": {"prune": 0.5}, "R=50% + zero mask": {"prune": 0.5, "zero_mask": True}}
+VARIANTS = {
+    "R=0": {"prune": 0.0},
+    "R=50%": {"prune": 0.5},
+    "R=50% + zero mask": {"prune": 0.5, "zero_mask": True},
+    "R=50% + zero mask (surround only)": {"prune": 0.5, "zero_mask": True, "zero_mask_mode": "surround"},
+    "R=50% kernels": {"prune": 0.5, "prune_mode": "kernel"},
+    "R=50% kernels + zero mask": {"prune": 0.5, "prune_mode": "kernel", "zero_mask": True},
+}
+SLUGS = {"R=0": "r0", "R=50%": "r50", "R=50% + zero mask": "r50-zeromask",
+         "R=50% + zero mask (surround only)": "r50-zeromask-surround", "R=50% kernels": "r50k",
+         "R=50% kernels + zero mask": "r50k-zeromask"}
 
 
 def main() -> None:
@@ -32,7 +44,7 @@ def main() -> None:
         row = {"seed": seed, "scratch": base}
         for label, opts in VARIANTS.items():
             opts = {**opts, "prune": args.ratio if opts["prune"] else 0.0}
-            slug = {"R=0": "r0", "R=50%": "r50", "R=50% + zero mask": "r50-zeromask"}[label]
+            slug = SLUGS[label]
             run = b.run(f"{slug}-s{seed}", {
                 "strategy": "cumulative", "seed": seed, "data": b.data_section([5, 10], seed),
                 "model": {"width": b.width}, "train": tr,

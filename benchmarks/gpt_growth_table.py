@@ -1,10 +1,10 @@
-"""Write BENCHMARKS.md's GPT-growth section from ``benchmarks/results/gpt_growth.json``.
+"""The tables of BENCHMARKS.md's GPT-growth section, from ``benchmarks/results/gpt_growth*.json``.
 
-The section lives between ``<!-- gpt_growth:start -->`` and ``<!-- gpt_growth:end -->`` (appended at the end
-the first time); everything else in BENCHMARKS.md is left as it is.
+``benchmarks/tables.py`` calls ``main_table``/``gap_table`` for the ``gpt_growth``, ``gpt_growth_gaps`` and
+``gpt_growth_long`` blocks (regenerate with ``python benchmarks/tables.py``). Run directly, this prints the
+whole section, protocol paragraph included (the paragraph in BENCHMARKS.md is its text at the time of the run):
 
-    python benchmarks/gpt_growth_table.py            # rewrite the section
-    python benchmarks/gpt_growth_table.py --print    # only print it
+    python benchmarks/gpt_growth_table.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "gpt_growth.json"
 LONG = HERE / "results" / "gpt_growth_long.json"  # optional: one seed at a longer budget
-BENCHMARKS = HERE.parent / "BENCHMARKS.md"
 START, END = "<!-- gpt_growth:start -->", "<!-- gpt_growth:end -->"
 
 LABELS = {
@@ -136,20 +135,8 @@ def section(payload: dict[str, Any]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", default=str(RESULTS))
-    p.add_argument("--print", action="store_true", help="print the section instead of writing BENCHMARKS.md")
     args = p.parse_args()
-    text = section(json.loads(Path(args.results).read_text()))
-    if args.print:
-        print(text)
-        return
-    doc = BENCHMARKS.read_text()
-    if START in doc and END in doc:
-        head, rest = doc.split(START, 1)
-        doc = head + text.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    BENCHMARKS.write_text(doc)
-    print(f"wrote the GPT growth section of {BENCHMARKS}")
+    print(section(json.loads(Path(args.results).read_text())))
 
 
 if __name__ == "__main__":

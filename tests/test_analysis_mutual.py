@@ -14,6 +14,7 @@ from netgrow.analysis import (
     mutual_inference,
     mutual_vote,
     resolve_weights,
+    soft_vote,
     stage_probs,
 )
 from netgrow.errors import NetgrowTypeError, NetgrowValueError
@@ -68,6 +69,22 @@ def test_defer_unknown_by_hand(probs):
     assert mutual_vote(probs, weights=[1.0, 1.0, 0.0], defer_unknown=True).tolist() == [2, 3, 3, 3, 0]
     single = _onehot_votes([1, 0, 3], 4)
     assert torch.equal(mutual_vote([single], defer_unknown=True), single.argmax(1))
+
+
+def test_soft_vote_by_hand():
+    p1 = torch.tensor([[0.8, 0.2], [0.6, 0.4]])
+    p2 = torch.tensor([[0.1, 0.3, 0.6], [0.5, 0.1, 0.4]])
+    # weights 3:1 (e.g. validation accuracies 0.9 and 0.3) -> 0.75 / 0.25
+    # row 0: class 0 = 0.75*0.8 + 0.25*0.1 = 0.625, class 1 = 0.15 + 0.075 = 0.225, class 2 = 0.15
+    # row 1: class 0 = 0.45 + 0.125 = 0.575, class 1 = 0.3 + 0.025 = 0.325, class 2 = 0.1
+    labels, conf = soft_vote([p1, p2], weights=[0.9, 0.3])
+    assert labels.tolist() == [0, 0] and conf.tolist() == pytest.approx([0.625, 0.575])
+    # equal weights: row 0: (0.8 + 0.1) / 2 = 0.45 vs class 2: 0.3 -> 0; with weights 1:3, class 2 wins (0.45)
+    assert soft_vote([p1, p2])[0].tolist() == [0, 0]
+    labels, conf = soft_vote([p1, p2], weights=[1.0, 3.0])
+    assert labels.tolist() == [2, 0] and conf.tolist() == pytest.approx([0.45, 0.525])
+    with pytest.raises(NetgrowValueError):
+        soft_vote([p1, p2], weights=[0.0, 0.0])
 
 
 def test_float_weight_sums_tie_as_they_should():

@@ -76,6 +76,7 @@ def _write_run(run: Path, schedule, seed, models, data=DATA, test_acc=True, orde
         summary = {"name": f"stage{i}", "info": {"classes": k, "arch": "vgg11", "class_order": list(order)}}
         if test_acc:
             summary["test_acc"] = _accuracy(model, sub)
+            summary["val_acc"] = 0.5 + 0.1 * i  # weights must come from here, never from test_acc
         (run / "stages" / f"stage{i}.json").write_text(json.dumps(summary))
     return run
 
@@ -118,6 +119,9 @@ def test_clean_numbers_match_direct_evaluation(runs):
     assert res["clean"]["final"] == int((p1.argmax(1) == y).sum()) / 200
     assert res["clean"]["mi"] == int((mutual_vote([p0, p1]) == y).sum()) / 200
     assert res["clean"]["mi_defer"] == int((mutual_vote([p0, p1], defer_unknown=True) == y).sum()) / 200
+    # soft vote by hand: p0 zero-padded to 4 classes, averaged with equal weights, argmax
+    avg = (torch.cat([p0, torch.zeros(len(y), 2)], 1).double() + p1.double()) / 2
+    assert res["clean"]["mi_soft"] == int((avg.argmax(1) == y).sum()) / 200
     own = y < 2
     own_acc = int((p0[own].argmax(1) == y[own]).sum()) / int(own.sum())
     assert res["clean"]["stages"][0]["accuracy_own_classes"] == own_acc
@@ -152,10 +156,11 @@ def test_table3(runs):
     assert rows[0]["baseline"] == res["clean"]["baseline"]
     assert rows[2]["final"] < rows[0]["final"]
     md = (runs["run"] / "analysis" / "table3.md").read_text()
-    assert "| ε | grown (w/ MI, vote) | grown (w/ MI, defer) | grown (w/o MI) | scratch baseline |" in md
+    assert ("| ε | grown (w/ MI, vote) | grown (w/ MI, defer) | grown (w/ MI, soft) | grown (w/o MI) | "
+            "scratch baseline |") in md
     r = rows[1]
-    assert (f"| 0.05 | {100 * r['mi']:.2f} | {100 * r['mi_defer']:.2f} | {100 * r['final']:.2f} | "
-            f"{100 * r['baseline']:.2f} |") in md
+    assert (f"| 0.05 | {100 * r['mi']:.2f} | {100 * r['mi_defer']:.2f} | {100 * r['mi_soft']:.2f} | "
+            f"{100 * r['final']:.2f} | {100 * r['baseline']:.2f} |") in md
     with open(runs["run"] / "analysis" / "adversarial.csv") as f:
         table = list(csv.DictReader(f))
     assert [float(r["final"]) for r in table] == [r["final"] for r in rows]
@@ -165,7 +170,7 @@ def test_detection(runs):
     res = runs["result"]
     for set_name in ("clean", "adversarial"):
         d = res["detection"][set_name]
-        assert set(d) == {"final", "mi", "mi_defer", "baseline"}
+        assert set(d) == {"final", "mi", "mi_defer", "mi_soft", "baseline"}
         for method, v in d.items():
             b = v["buckets"]
             assert [r["threshold"] for r in b] == [0.0, 0.5, 1.0]
@@ -178,14 +183,14 @@ def test_detection(runs):
     assert res["detection"]["adversarial"]["final"]["accuracy"] == adv["final"]
     assert res["detection"]["adversarial"]["mi"]["accuracy"] == adv["mi"]
     with open(runs["run"] / "analysis" / "detection_buckets.csv") as f:
-        assert len(list(csv.DictReader(f))) == 2 * 4 * 3  # sets x methods x thresholds
+        assert len(list(csv.DictReader(f))) == 2 * 5 * 3  # sets x methods x thresholds
 
 
 def test_val_acc_weights_and_out_dir(runs, tmp_path):
     res = analyze_run(runs["run"], out_dir=tmp_path / "out", weights="val_acc", sigmas=[0.0], fractions=[0.0],
                       eps=[0.0], draws=1, trials=1, max_samples=50, quiet=True)
-    recorded = [s["recorded_test_acc"] for s in res["clean"]["stages"]]
-    assert res["settings"]["weights"] == recorded and res["data"]["test_samples"] == 50
+    assert res["settings"]["weights"] == [0.5, 0.6] and res["data"]["test_samples"] == 50
+    assert [s["recorded_test_acc"] for s in res["clean"]["stages"]] != [0.5, 0.6]
     assert res["baseline"] is None and "scratch baseline" not in res["noise"]
     assert (tmp_path / "out" / "table3.md").is_file() and not (tmp_path / "out" / "fig6_clean.png").stat().st_size == 0
 
@@ -260,7 +265,7 @@ def test_stage_models_with_other_labels(runs, tmp_path):
 
 def test_val_acc_needs_recorded_accuracies(tmp_path):
     run = _write_run(tmp_path / "noacc", [2, 4], 0, [(_model(2, 0), 2), (_model(4, 1), 4)], test_acc=False)
-    with pytest.raises(NetgrowValueError, match="weights='val_acc' needs each stage's recorded accuracy"):
+    with pytest.raises(NetgrowValueError, match="weights='val_acc' needs each stage's validation accuracy"):
         analyze_run(run, weights="val_acc", quiet=True)
 
 
@@ -276,3 +281,30 @@ def test_val_acc_needs_recorded_accuracies(tmp_path):
 def test_bad_settings_fail_before_reading_anything(tmp_path, kwargs, match):
     with pytest.raises(NetgrowValueError, match=match):
         analyze_run(tmp_path / "does-not-matter", quiet=True, **kwargs)
+
+
+def test_no_decision_thresholds_are_chosen_on_the_validation_split(runs, tmp_path):
+    from netgrow.analysis import decision_buckets, detection_curve, mi_scores, standard_scores, threshold_at_fnr
+    from netgrow.analysis.runs import load_test_set, open_run
+
+    run = _copy(runs, "with_val")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"]["val_fraction"] = 0.25
+    (run / "config.json").write_text(json.dumps(cfg))
+    res = analyze_run(run, out_dir=tmp_path / "out", **SETTINGS)
+    opened = open_run(run)
+    val = load_test_set(opened, 4, split="val")
+    assert len(val.y) == 80  # 25 % of the 320 training images, stratified
+    test = load_test_set(opened, 4)
+    m0, m1 = runs["models"]
+    with torch.no_grad():
+        pv = [m0(val.x).softmax(1), m1(val.x).softmax(1)]
+        pt = [m0(test.x).softmax(1), m1(test.x).softmax(1)]
+    for method, fn in (("final", lambda p: standard_scores(p[-1])), ("mi", lambda p: mi_scores(p))):
+        d = res["detection"]["clean"][method]
+        t = threshold_at_fnr(detection_curve(*fn(pv), val.y), 0.05)
+        assert d["val_threshold"] == pytest.approx(t)
+        b = decision_buckets(*fn(pt), test.y, [d["val_threshold"]])[0]
+        assert d["at_val_threshold"] == pytest.approx({"tnr": b["tnr"], "fnr": b["fnr"]}, nan_ok=True)
+    # without a validation split there is no threshold to choose: the runs fixture has none
+    assert "val_threshold" not in runs["result"]["detection"]["clean"]["final"]

@@ -14,7 +14,7 @@ from netgrow.train.stopping import Plateau
 
 
 def rows(accs):
-    return [{"epoch": i + 1, "test_acc": a} for i, a in enumerate(accs)]
+    return [{"epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)]
 
 
 def test_window_angle_matches_least_squares_fit():
@@ -71,7 +71,7 @@ def test_angle_stopping_rule_on_history_rows():
     assert rule(rows([0.1, 0.3, 0.5, 0.7, 0.71, 0.71]))
     assert rule.angles == pytest.approx([window_angle([0.1, 0.3]), window_angle([0.5, 0.7]), 0.0])
     # rows without the key (no test set) are skipped
-    assert not rule([{"epoch": 1, "test_acc": None}] * 6)
+    assert not rule([{"epoch": 1, "val_acc": None}] * 6)
 
 
 def test_min_epochs_delays_the_rule():

@@ -284,6 +284,8 @@ def test_compare_numbers(two_runs, tmp_path):
     assert total["grown"]["M_to_target"] == 30_000 + 100_000
     assert total["grown"]["wall_to_target"] == pytest.approx(2 * 2.0 + 10.0)
     assert total["base"]["M_to_target"] == 400_000  # the baseline reaches its own final accuracy at the end
+    assert total["grown"]["M_ratio_at_target"] == pytest.approx(130_000 / 400_000)
+    assert total["base"]["M_ratio_at_target"] == 1.0
     assert total["grown"]["arch"] == "vgg11→vgg19×0.125"
     per_stage = [r for r in rows if r["run"] == "grown" and r["stage"] != "total"]
     assert [r["classes"] for r in per_stage] == [5, 10]
@@ -353,7 +355,7 @@ def test_run_then_resume_finished_run(tmp_path, capsys):
     conf = json.loads((out / "config.json").read_text())
     assert conf["strategy"] == "scratch"
     assert conf["data"] == {"name": "digits", "root": None, "schedule": [10], "seed": 0, "limit_train": 200,
-                            "limit_test": 100}
+                            "limit_test": 100, "val_fraction": 0.1}
     summary = json.loads((out / "summary.json").read_text())
     rows = (out / "metrics.jsonl").read_text()
     rc, stdout, err = run_cli(["run", cfg, "--out", out, "--resume"], capsys)

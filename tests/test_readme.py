@@ -55,7 +55,12 @@ def _check_training(text: str, scope: dict, tmp_path: Path) -> None:
     assert (tmp_path / "runs" / "readme-mlp" / "final.safetensors").is_file()
 
 
-CHECKS = [_check_grow_your_own, _check_errors, _check_families, _check_gpt, _check_training]
+def _check_wsd(text: str, scope: dict, tmp_path: Path) -> None:
+    assert "True schedule" in text and scope["res"].history[-1]["val_acc"] is not None
+    assert len(scope["fit"]) + len(scope["val"]) == len(scope["train"])
+
+
+CHECKS = [_check_grow_your_own, _check_errors, _check_families, _check_gpt, _check_training, _check_wsd]
 
 
 def test_every_snippet_is_checked():

@@ -142,6 +142,12 @@ RESUME_CASES = {
                               "features.15", "features.16", "features.17", "features.18", "features.19",
                               "features.20", "features.21", "features.22", "features.23", "features.24",
                               "features.25", "features.26", "features.27", "features.28"]]}), 2),
+    # one warmup-stable-decay schedule across the stages: stage 0 ends at its validation plateau (or budget)
+    # at the stable rate, stage 1 decays over its last 2 epochs; killed inside the decay
+    "cumulative-wsd": (dict(data={"schedule": [5, 10]}, train={"schedule": "wsd", "cross_stage": True,
+                                                                 "warmup_epochs": 0.5, "decay_epochs": 2,
+                                                                 "plateau_patience": 1},
+                            cumulative={"archs": ["vgg11", "vgg13"], "widths": 0.0625, "epochs": [3, 3]}), 1),
 }
 
 
@@ -149,7 +155,7 @@ RESUME_CASES = {
 @pytest.mark.parametrize("strategy", sorted(RESUME_CASES))
 def test_resume_from_mid_stage_checkpoint(strategy, tmp_path, monkeypatch):
     sections, kill_stage = RESUME_CASES[strategy]
-    cfg, train, test = config(strategy, **sections)
+    cfg, train, test = config(strategy.split("-")[0], **sections)
     full = run(cfg, train, test, tmp_path / "full")
 
     from netgrow.train import checkpoint as ckpt

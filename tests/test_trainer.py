@@ -55,7 +55,7 @@ def rows(run_dir) -> list[dict]:
     "kwargs, needle",
     [
         ({"optimizer": "adam"}, "unknown optimizer 'adam'; allowed values: ['sgd', 'rmsprop', 'adamw']"),
-        ({"schedule": "linear"}, "unknown schedule 'linear'; allowed values: ['constant', 'step', 'cosine']"),
+        ({"schedule": "linear"}, "unknown schedule 'linear'; allowed values: ['constant', 'step', 'cosine', 'wsd', 'plateau']"),
         ({"amp": "fp8"}, "unknown amp 'fp8'"),
         ({"lr": 0.0}, "lr=0.0 is invalid"),
         ({"nesterov": True, "momentum": 0.0}, "nesterov=True is invalid"),
@@ -124,7 +124,7 @@ def test_build_optimizer(name, cls):
 
 def test_plateau_rule():
     rule = Plateau(patience=2, min_delta=0.01)
-    acc = lambda *a: [{"test_acc": v} for v in a]  # noqa: E731
+    acc = lambda *a: [{"val_acc": v} for v in a]  # noqa: E731
     assert not rule(acc(0.5, 0.6))
     assert not rule(acc(0.5, 0.6, 0.7))
     assert not rule(acc(0.5, 0.6, 0.6, 0.62))  # +0.02 > min_delta within the window
@@ -189,7 +189,7 @@ def test_stopping_rule_fires(tmp_path, data):
     assert seen == [1, 2] and len(r.history) == 2 and r.stopped_by == "stopping"
     # the built-in plateau rule: an accuracy gain of 1.0 is impossible, so it fires after patience + 1 epochs
     c = cfg(epochs=10, plateau_patience=2, plateau_min_delta=1.0)
-    r2 = Trainer(tmp_path / "b", c, quiet=True).run_stage(0, "mlp", mlp(), train, test)
+    r2 = Trainer(tmp_path / "b", c, quiet=True).run_stage(0, "mlp", mlp(), train, test, val_set=test)
     assert len(r2.history) == 3 and r2.stopped_by == "stopping"
     r3 = Trainer(tmp_path / "c", cfg(epochs=3), quiet=True).run_stage(0, "mlp", mlp(), train, test)
     assert r3.stopped_by == "budget" and len(r3.history) == 3

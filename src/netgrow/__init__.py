@@ -3,6 +3,7 @@
 Public API (imported lazily so ``import netgrow`` stays fast)::
 
     netgrow.channel_groups(model, example_input)
+    netgrow.register_rule(MyLayer, netgrow.LayerRule(...))   (teach netgrow a layer type)
     netgrow.widen(model, widths, example_input=x)
     netgrow.deepen(model, after, example_input=x, data=None)
     netgrow.expand_classes(model, num_classes, example_input=x)
@@ -37,6 +38,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "channel_groups": "netgrow.graph",
     "ChannelGroup": "netgrow.graph",
+    "LayerRule": "netgrow.graph.rules",
+    "register_rule": "netgrow.graph.rules",
     # the defining submodule itself, not its package: a package attribute named like a submodule
     # becomes that submodule once it is imported
     "widen": "netgrow.ops.widen",

@@ -8,6 +8,7 @@ batches of normalised inputs)::
     fgsm(model, x, y, eps, clip=(0.0, 1.0))                       # the adversarial batch
     fgsm_accuracy(model, data, eps_list, clip=(0.0, 1.0))
     mutual_vote(probs, weights=None)                              # MI labels
+    soft_vote(probs, weights=None)                                # MI soft vote: (labels, confidence)
     mutual_fgsm(models, data, eps_list, weights="equal")          # Table 3 (w/ and w/o MI)
     no_decision_buckets(probs, y, thresholds, rule="standard"|"mi")
     detection_curve(pred, conf, y); tnr_at_fnr(fnr, tnr, target=0.05)  # Fig. 6
@@ -28,6 +29,7 @@ from netgrow.analysis.detection import (
     mi_scores,
     no_decision_buckets,
     standard_scores,
+    threshold_at_fnr,
     tnr_at_fnr,
 )
 from netgrow.analysis.adversarial import Normalized, fgsm, fgsm_accuracy, normalized_bounds
@@ -38,6 +40,7 @@ from netgrow.analysis.mutual import (
     mutual_inference,
     mutual_vote,
     resolve_weights,
+    soft_vote,
     stage_probs,
 )
 from netgrow.analysis.noise import noise_robustness, noisy_accuracy
@@ -69,6 +72,7 @@ __all__ = [
     "mutual_fgsm",
     "mutual_inference",
     "mutual_vote",
+    "soft_vote",
     "no_decision_buckets",
     "noise_robustness",
     "noisy_accuracy",
@@ -76,5 +80,6 @@ __all__ = [
     "resolve_weights",
     "stage_probs",
     "standard_scores",
+    "threshold_at_fnr",
     "tnr_at_fnr",
 ]

@@ -7,7 +7,6 @@ inputs, int64 labels) or any iterable of ``(x, y)`` batches (a ``TensorLoader``/
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import sys
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from netgrow.errors import NetgrowTypeError, NetgrowValueError
+from netgrow.graph.trace import eval_mode  # noqa: F401 (re-exported to the analysis modules)
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +96,6 @@ def to_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.
     """Move a batch to the model's device (and floating dtype)."""
     device, dtype = model_device_dtype(model)
     return x.to(device=device, dtype=dtype), y.to(device=device, dtype=torch.int64)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode and restore each one's own ``training`` flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def check_labels(y: torch.Tensor, num_outputs: int, where: str) -> None:

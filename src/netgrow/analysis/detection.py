@@ -223,3 +223,22 @@ def tnr_at_fnr(fnr: Sequence[float], tnr: Sequence[float], target: float = 0.05)
         return float("nan")
     ok = [b for a, b in points if a <= target + 1e-12 and not math.isnan(b)]
     return max(ok + [0.0])
+
+
+def threshold_at_fnr(curve: dict[str, list[float]], target: float = 0.05) -> float:
+    """The threshold δ of the curve's operating point with the best TNR among those with FNR <= ``target``
+    (the smallest such δ on a tie). Pick it on the **validation** set's curve, then apply it to the test
+    set (:func:`decision_buckets`), so the test set is only reported.
+
+        >>> threshold_at_fnr({"threshold": [0.0, 0.5, 0.8, 0.95], "fnr": [1.0, 0.2, 0.04, 0.0],
+        ...                   "tnr": [1.0, 0.9, 0.6, 0.0]}, 0.05)
+        0.8
+    """
+    best: tuple[float, float] | None = None
+    for t, f, r in zip(curve["threshold"], curve["fnr"], curve["tnr"]):
+        if f == f and f <= target and (best is None or r > best[1]):  # f == f: not NaN
+            best = (t, r)
+    if best is None:  # no wrong answers at all (FNR undefined): decide everything
+        return 0.0
+    return float(best[0])
+

@@ -178,6 +178,33 @@ def mutual_vote(probs: Sequence[torch.Tensor], weights: Sequence[float] | None =
     return labels
 
 
+def soft_vote(probs: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted soft vote: ``(labels, confidence)``, both ``(N,)`` on the CPU.
+
+    Each model's class probabilities (softmax over its own ``K_i`` classes) are zero-padded to the final
+    model's ``K_n`` classes and averaged with ``weights`` (normalised to sum to 1; default equal, e.g. each
+    stage's validation accuracy). The label is the argmax of the average (the first maximal class), the
+    confidence its value (used for no-decision thresholds).
+
+    Example (weights 0.5 / 0.5: class 0 averages (0.9 + 0.1) / 2 = 0.5 > (0 + 0.7) / 2 = 0.35)::
+
+        >>> import torch
+        >>> labels, conf = soft_vote([torch.tensor([[0.9, 0.1]]), torch.tensor([[0.1, 0.2, 0.7]])])
+        >>> labels.tolist(), [round(c, 3) for c in conf.tolist()]
+        ([0], [0.5])
+    """
+    where = "netgrow.analysis.soft_vote"
+    ps = check_probs(probs, where)
+    w = check_weights(weights, len(ps), where)
+    total = sum(w)
+    k_max = ps[-1].shape[1]
+    avg = torch.zeros(ps[0].shape[0], k_max, dtype=torch.float64)
+    for p, wi in zip(ps, w):
+        avg[:, : p.shape[1]] += (wi / total) * p
+    conf, labels = avg.max(1)
+    return labels, conf
+
+
 @torch.no_grad()
 def _probs_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     device, dtype = model_device_dtype(model)
@@ -290,7 +317,8 @@ def mutual_fgsm(
     progress: bool | str = False,
     defer_unknown: bool = False,
 ) -> list[dict[str, float]]:
-    """Adversarial accuracy with and without MI per ε: ``[{"eps", "mi_accuracy", "final_accuracy"}]``.
+    """Adversarial accuracy with and without MI per ε: ``[{"eps", "mi_accuracy", "mi_soft_accuracy",
+    "final_accuracy"}]`` (``mi_soft_accuracy``: :func:`soft_vote` with the same weights).
 
     FGSM examples are made against the final model (the attacker does not know the earlier stage
     models), then classified by the final model alone and by the MI vote of all stage models.
@@ -305,6 +333,7 @@ def mutual_fgsm(
         rows.append({
             "eps": eps,
             "mi_accuracy": mutual_accuracy(probs, y, w, defer_unknown),
+            "mi_soft_accuracy": hit_rate(soft_vote(probs, w)[0] == y.cpu()),
             "final_accuracy": hit_rate(probs[-1].argmax(1) == y),
         })
     return rows

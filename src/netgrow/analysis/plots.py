@@ -85,3 +85,26 @@ def plot_detection(curves: Mapping[str, Mapping[str, Sequence[float]]], title: s
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return _save(fig, path)
+
+
+def plot_frontier(frontier: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike[str],
+                  title: str = "Compute-accuracy frontier", labels: Mapping[str, str] | None = None,
+                  targets: Sequence[float] = ()) -> Path:
+    """Test accuracy (mean ± std over seeds, error bars) against M (mean, TMACs) per method, on one axis;
+    ``targets`` (accuracies in [0, 1]) are drawn as dotted horizontal lines."""
+    labels = labels or {}
+    fig, ax = _new_figure()
+    for method, rows in frontier.items():
+        xs = [r["M"] / 1e12 for r in rows]
+        ys = [100 * r["acc"] for r in rows]
+        es = [100 * r["acc_std"] for r in rows]
+        ax.errorbar(xs, ys, yerr=es, marker="o", markersize=4, capsize=3,
+                    label=f"{labels.get(method, method)} (n = {max(r['n'] for r in rows)})")
+    for t in targets:
+        ax.axhline(100 * t, linestyle=":", color="gray", linewidth=1)
+    ax.set_xlabel("M (training MACs, ×10¹²)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

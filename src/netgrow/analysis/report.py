@@ -43,13 +43,14 @@ def _pct(v: Any) -> str:
 
 
 def table3_markdown(rows: Sequence[Mapping[str, Any]], title: str, notes: Sequence[str] = ()) -> str:
-    """Table 3 analogue: adversarial accuracy (%) vs ε, grown w/ MI (vote, defer), w/o MI, scratch baseline."""
+    """Table 3 analogue: adversarial accuracy (%) vs ε, grown w/ MI (vote, defer, soft), w/o MI, scratch baseline."""
     has_base = any(r.get("baseline") is not None for r in rows)
-    head = ["ε", "grown (w/ MI, vote)", "grown (w/ MI, defer)", "grown (w/o MI)"]
+    head = ["ε", "grown (w/ MI, vote)", "grown (w/ MI, defer)", "grown (w/ MI, soft)", "grown (w/o MI)"]
     head += ["scratch baseline"] if has_base else []
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [f"{r['eps']:g}", _pct(r.get("mi")), _pct(r.get("mi_defer")), _pct(r.get("final"))]
+        cells = [f"{r['eps']:g}", _pct(r.get("mi")), _pct(r.get("mi_defer")), _pct(r.get("mi_soft")),
+                 _pct(r.get("final"))]
         if has_base:
             cells.append(_pct(r.get("baseline")))
         lines.append("| " + " | ".join(cells) + " |")

@@ -39,12 +39,14 @@ from netgrow.analysis.detection import (
     detection_curve,
     mi_scores,
     standard_scores,
+    threshold_at_fnr,
     tnr_at_fnr,
 )
 from netgrow.analysis.mutual import (
     WEIGHT_MODES,
     adversarial_stage_probs,
     mutual_vote,
+    soft_vote,
     resolve_weights,
     stage_probs,
 )
@@ -114,6 +116,31 @@ def _detection(pred: torch.Tensor, conf: torch.Tensor, y: torch.Tensor, threshol
         "curve": curve,
         "tnr_at_fnr": tnr_at_fnr(curve["fnr"], curve["tnr"], fnr_target),
     }
+
+
+def _val_thresholds(run: Any, models: list[Any], ks: list[int], w: list[float], bs: int, target: float,
+                    detection: dict[str, Any], test_probs: dict[str, Any]) -> None:
+    """The operating threshold of every grown method chosen on the run's validation split (best TNR at
+    FNR <= target there) and the test set's TNR / FNR at it (``val_threshold``, ``at_val_threshold``).
+    Runs without a validation split get none (their ``tnr_at_fnr`` is the curve's best test point)."""
+    if not getattr(run, "val_fraction", 0.0) > 0:
+        return
+    val = load_test_set(run, ks[-1], split="val")
+    probs_val, yv = stage_probs(models, (val.x, val.y), bs)
+
+    def scores(ps: list[Any]) -> dict[str, Any]:
+        return {"final": standard_scores(ps[-1]), "mi": mi_scores(ps, w), "mi_defer": mi_scores(ps, w, defer_unknown=True),
+                "mi_soft": soft_vote(ps, w)}
+
+    val_scores = scores(probs_val)
+    for set_name, (ps, y) in test_probs.items():
+        test_scores = scores(ps)
+        for m, (pv, cv) in val_scores.items():
+            t = threshold_at_fnr(detection_curve(pv, cv, yv), target)
+            pred, conf = test_scores[m]
+            b = decision_buckets(pred, conf, y, [t])[0]
+            detection[set_name][m]["val_threshold"] = t
+            detection[set_name][m]["at_val_threshold"] = {"tnr": b["tnr"], "fnr": b["fnr"]}
 
 
 def _validate(sigmas: Any, fractions: Any, eps: Any, thresholds: Any, draws: Any, trials: Any, max_samples: Any,
@@ -190,12 +217,13 @@ def analyze_run(
             f"netgrow.analysis: the final model of {str(run.run_dir)!r} has {ks[-1]} outputs but its summary "
             f"records {len(test.class_order)} classes"
         )
-    val_accs = [st.recorded_acc for st in run.stages]
+    val_accs = [st.val_acc for st in run.stages]
     if weights == "val_acc" and any(a is None for a in val_accs):
-        missing = [st.index for st in run.stages if st.recorded_acc is None]
+        missing = [st.index for st in run.stages if st.val_acc is None]
         raise NetgrowValueError(
-            f"netgrow.analysis: weights='val_acc' needs each stage's recorded accuracy, but stage(s) {missing} "
-            "have no test_acc/val_acc in stages/stage{i}.json; use weights='equal' or a list"
+            f"netgrow.analysis: weights='val_acc' needs each stage's validation accuracy, but stage(s) {missing} "
+            "have no val_acc in stages/stage{i}.json (trained without a validation split); rerun with "
+            "[data] val_fraction > 0, or use weights='equal' or a list"
         )
     w = resolve_weights(weights, len(models), val_accs)  # type: ignore[arg-type]
     base_model = None
@@ -254,6 +282,7 @@ def analyze_run(
             "eps": e,
             "mi": hit_rate(mutual_vote(probs_adv, w) == y),
             "mi_defer": hit_rate(mutual_vote(probs_adv, w, defer_unknown=True) == y),
+            "mi_soft": hit_rate(soft_vote(probs_adv, w)[0] == y),
             "final": hit_rate(probs_adv[-1].argmax(1) == y),
         }
         base_adv = None
@@ -273,11 +302,14 @@ def analyze_run(
             "final": standard_scores(ps[-1]),
             "mi": mi_scores(ps, w),
             "mi_defer": mi_scores(ps, w, defer_unknown=True),
+            "mi_soft": soft_vote(ps, w),
         }
         if bp is not None:
             methods["baseline"] = standard_scores(bp)
         detection[set_name] = {m: _detection(pred, conf, y, opts["thresholds"], opts["fnr_target"])
                                for m, (pred, conf) in methods.items()}
+    _val_thresholds(run, models, ks, w, bs, opts["fnr_target"], detection,
+                    {"clean": (probs_clean, y), "adversarial": (adv_sets["probs"], y)})
 
     result: dict[str, Any] = {
         "run": str(run.run_dir),
@@ -292,6 +324,7 @@ def analyze_run(
         "clean": {"stages": stage_rows, "final": stage_rows[-1]["accuracy_all_classes"],
                   "mi": hit_rate(mutual_vote(probs_clean, w) == y),
                   "mi_defer": hit_rate(mutual_vote(probs_clean, w, defer_unknown=True) == y),
+                  "mi_soft": hit_rate(soft_vote(probs_clean, w)[0] == y),
                   "baseline": hit_rate(base_probs_clean.argmax(1) == y)
                   if base_probs_clean is not None else None},
         "noise": noise,
@@ -324,8 +357,9 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
     report.write_csv(out / "ablation.csv", ["model", "fraction", "mean", "std", "accs"],
                      [(m, r["fraction"], r["mean"], r["std"], r["accs"]) for m, c in result["ablation"].items()
                       for r in c.get("rows", [])])
-    report.write_csv(out / "adversarial.csv", ["eps", "mi", "mi_defer", "final", "baseline"],
-                     [(r["eps"], r["mi"], r["mi_defer"], r["final"], r.get("baseline")) for r in result["adversarial"]])
+    report.write_csv(out / "adversarial.csv", ["eps", "mi", "mi_defer", "mi_soft", "final", "baseline"],
+                     [(r["eps"], r["mi"], r["mi_defer"], r["mi_soft"], r["final"], r.get("baseline"))
+                      for r in result["adversarial"]])
     report.write_csv(out / "detection_buckets.csv",
                      ["set", "method", "threshold", "correct", "no_decision", "wrong", "tnr", "fnr"],
                      [(s, m, b["threshold"], b["correct"], b["no_decision"], b["wrong"], b["tnr"], b["fnr"])
@@ -339,7 +373,8 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
         f"({result['data']['classes']} classes). ε is a fraction of the input range (pixel/255 for images); FGSM, L∞.",
         "w/ MI: weighted majority vote of all stage models on FGSM examples made against the final model only "
         f"(the attacker does not know the earlier stages); weights {s['weights']}. (vote): every stage model "
-        "votes; (defer): a stage model votes only when the final model's answer is one of its classes.",
+        "votes; (defer): a stage model votes only when the final model's answer is one of its classes; "
+        "(soft): the zero-padded softmax outputs averaged with the weights.",
         "w/o MI and baseline: white-box FGSM against the model itself.",
     ]
     (out / "table3.md").write_text(report.table3_markdown(
@@ -350,9 +385,11 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
     if abl:
         plots.plot_robustness(abl, "fraction", "fraction of conv units ablated", "Ablation robustness",
                               out / "fig4_ablation.png")
-    cols = {"mi": f"{MI} (vote)", "mi_defer": f"{MI} (defer)", "final": "grown (w/o MI)", "baseline": BASELINE}
+    cols = {"mi": f"{MI} (vote)", "mi_defer": f"{MI} (defer)", "mi_soft": f"{MI} (soft)", "final": "grown (w/o MI)",
+            "baseline": BASELINE}
     plots.plot_adversarial(result["adversarial"], cols, out / "table3_fgsm.png")
     labels = {"mi": "grown w/ MI (vote, MI rule)", "mi_defer": "grown w/ MI (defer, MI rule)",
+              "mi_soft": "grown w/ MI (soft vote, its mean softmax)",
               "final": "grown w/o MI (standard rule)", "baseline": f"{BASELINE} (standard rule)"}
     for set_name, d in result["detection"].items():
         title = "No-decision detection, clean test set" if set_name == "clean" else \

@@ -41,7 +41,8 @@ class StageModel:
     summary: dict[str, Any]
     classes: int | None  # K_i recorded in the summary's info (None: not recorded)
     class_order: list[int] | None
-    recorded_acc: float | None  # summary "val_acc", else "test_acc"
+    recorded_acc: float | None  # summary "test_acc" (reported only)
+    val_acc: float | None = None  # summary "val_acc" (decisions: mutual-inference weights)
 
     @property
     def arch(self) -> str | None:
@@ -59,6 +60,8 @@ class Run:
     data_seed: int
     limit_test: int | None
     stages: list[StageModel] = field(default_factory=list)
+    limit_train: int | None = None
+    val_fraction: float = 0.0  # the run's validation hold-out of the training set (0: none)
 
     @property
     def final(self) -> StageModel:
@@ -154,7 +157,8 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
             log.warning("%s: no stage summary next to the checkpoint (an unfinished stage?); using the model anyway",
                         summary_path)
         info = summary.get("info") or {}
-        acc = summary.get("val_acc", summary.get("test_acc"))
+        acc = summary.get("test_acc")
+        val = summary.get("val_acc")
         model = load(path, map_location=device)
         model.eval()
         stages.append(StageModel(
@@ -165,6 +169,7 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
             classes=int(info["classes"]) if isinstance(info.get("classes"), int) else None,
             class_order=_as_int_list(info.get("class_order"), str(summary_path)),
             recorded_acc=float(acc) if isinstance(acc, (int, float)) else None,
+            val_acc=float(val) if isinstance(val, (int, float)) else None,
         ))
     limit_test = data.get("limit_test")
     return Run(
@@ -175,6 +180,8 @@ def open_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
         data_seed=int(data.get("seed", 0) or 0),
         limit_test=int(limit_test) if isinstance(limit_test, int) else None,
         stages=stages,
+        limit_train=int(data["limit_train"]) if isinstance(data.get("limit_train"), int) else None,
+        val_fraction=float(data.get("val_fraction", 0.0) or 0.0),
     )
 
 
@@ -221,13 +228,18 @@ class TestSet:
     total_classes: int  # classes of the whole data set
 
 
-def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, seed: int = 0) -> TestSet:
-    """The test samples of the run's final ``num_classes`` classes, labelled as the run labelled them."""
+def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, seed: int = 0,
+                  split: str = "test") -> TestSet:
+    """The test samples of the run's final ``num_classes`` classes, labelled as the run labelled them.
+
+    ``split="val"``: the run's validation hold-out instead (the same seeded cut of the training set the
+    run made: ``data.limit_train``, then ``netgrow.data.split(val_fraction, seed=data.seed)``), for the
+    decisions of an analysis (e.g. no-decision thresholds)."""
     from netgrow.data import load as load_data
     from netgrow.data import nested_subsets
 
     try:
-        _, test = load_data(run.data_name, root=run.data_root)
+        train, test = load_data(run.data_name, root=run.data_root)
     except DataError:
         raise
     except Exception as exc:
@@ -239,7 +251,18 @@ def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, se
             f"netgrow.analysis: the test set of {run.data_name!r} is not held in memory ({type(test).__name__}); "
             "the analysis needs the raw inputs — load the data set with in_memory=True"
         )
-    n = run.limit_test
+    if split == "val":
+        if not run.val_fraction > 0:
+            raise DataError(f"netgrow.analysis: the run {str(run.run_dir)!r} was trained without a validation split "
+                            "([data] val_fraction = 0)")
+        from netgrow.data import split as split_data
+
+        n = run.limit_train
+        if n is not None and n < len(train):  # the strategies' cut (netgrow.strategies.base.limit)
+            gen = torch.Generator().manual_seed(run.data_seed)
+            train = train.select(torch.randperm(len(train), generator=gen)[:n].sort().values)
+        test = split_data(train, run.val_fraction, seed=run.data_seed)[1]
+    n = run.limit_test if split == "test" else None
     if n is not None and n < len(test):  # the same seeded cut as the strategies make (data.seed + 1)
         gen = torch.Generator().manual_seed(run.data_seed + 1)
         test = test.select(torch.randperm(len(test), generator=gen)[:n].sort().values)

@@ -4,7 +4,9 @@ For every run, one row per stage and a total row: classes, architecture, test ac
 training, Eq. 1, in Tera/Peta), the ratio of M to the scratch run's M, wall time, parameters and MACs per
 sample. The total row also gives the compute to target: the run-global M and wall time at which the run
 first reaches the baseline's final accuracy minus 0.5 pp on the baseline's classes (the iso-accuracy
-comparison; "-" if never; epochs of earlier stages scored on fewer classes do not count).
+comparison; "-" if never; epochs of earlier stages scored on fewer classes do not count), and
+``M_ratio@target``: that M over the M at which the baseline itself first reaches the same accuracy (the
+saving at iso-accuracy).
 Printed, and written as Markdown and CSV.
 """
 
@@ -23,7 +25,7 @@ from netgrow.cli.runs import Run, compute_to_target, load_run, pick_baseline
 log = logging.getLogger(__name__)
 
 COLUMNS = ["run", "strategy", "stage", "classes", "arch", "acc_%", "M", "M_ratio", "wall_s", "params",
-           "MACs/sample", "M_to_target", "wall_to_target_s"]
+           "MACs/sample", "M_to_target", "wall_to_target_s", "M_ratio@target"]
 TARGET_MARGIN = 0.005  # 0.5 pp below the baseline's final accuracy
 
 
@@ -50,6 +52,7 @@ def compare_rows(runs: Sequence[Run], baseline: Run | None = None,
     base_acc = (base.summary.get("final") or {}).get("test_acc") if base is not None else None
     target = None if base_acc is None else float(base_acc) - margin
     base_classes = (base.summary.get("final") or {}).get("classes") if base is not None else None
+    base_hit = compute_to_target(base, target, base_classes) if base is not None and target is not None else None
     rows: list[dict[str, Any]] = []
     for run in runs:
         for s in run.stages:
@@ -58,7 +61,7 @@ def compare_rows(runs: Sequence[Run], baseline: Run | None = None,
                 "arch": _arch(s), "acc": s.get("test_acc"), "M": s.get("M"), "M_ratio": _ratio(s.get("M"), base_M),
                 "wall": s.get("wall_time"), "params": s.get("params"),
                 "macs": s.get("macs_per_sample_masked", s.get("macs_per_sample")),
-                "M_to_target": None, "wall_to_target": None,
+                "M_to_target": None, "wall_to_target": None, "M_ratio_at_target": None,
             })
         final = run.summary.get("final") or {}
         hit = compute_to_target(run, target, base_classes) if target is not None else None
@@ -70,6 +73,7 @@ def compare_rows(runs: Sequence[Run], baseline: Run | None = None,
             "params": final.get("params"),
             "macs": last.get("macs_per_sample_masked", final.get("macs_per_sample")),
             "M_to_target": hit["M"] if hit else None, "wall_to_target": hit["wall_time"] if hit else None,
+            "M_ratio_at_target": _ratio(hit["M"], base_hit["M"]) if hit and base_hit else None,
         })
     return rows
 
@@ -99,6 +103,7 @@ def format_row(r: dict[str, Any]) -> list[str]:
         num(r["M_ratio"], ".2f") + ("x" if r["M_ratio"] is not None else ""), num(r["wall"], ".1f"),
         format_count(r["params"]), format_count(r["macs"]), format_count(r["M_to_target"]),
         num(r["wall_to_target"], ".1f"),
+        num(r["M_ratio_at_target"], ".2f") + ("x" if r["M_ratio_at_target"] is not None else ""),
     ]
 
 
@@ -112,7 +117,8 @@ def markdown(rows: Sequence[dict[str, Any]], baseline: str | None = None) -> str
         lines.append("| " + " | ".join(cells) + " |")
     note = (f"\nM = Σ training samples × forward MACs per sample (Eq. 1 of Feng & Panda); training FLOPs ≈ 6 M. "
             f"M_ratio relative to {baseline!r}; M_to_target: M when the run first reaches the baseline's final "
-            f"accuracy − 0.5 pp.\n") if baseline else "\n"
+            f"accuracy − 0.5 pp; M_ratio@target: that M ÷ the baseline's own M to the same accuracy (the saving "
+            f"at iso-accuracy).\n") if baseline else "\n"
     return "\n".join(lines) + "\n" + note
 
 
@@ -142,7 +148,7 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
     """Machine-readable CSV with raw numbers (accuracy as a fraction, M in MACs, times in seconds)."""
     buf = io.StringIO()
     keys = ["run", "strategy", "stage", "classes", "arch", "acc", "M", "M_ratio", "wall", "params", "macs",
-            "M_to_target", "wall_to_target"]
+            "M_to_target", "wall_to_target", "M_ratio_at_target"]
     w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     w.writeheader()
     for r in rows:

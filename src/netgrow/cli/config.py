@@ -65,6 +65,7 @@ class DataConfig:
     seed: int = 0  # class order (netgrow.data.nested_subsets)
     limit_train: int | None = None  # keep at most this many training images (seeded, for quick runs)
     limit_test: int | None = None
+    val_fraction: float = 0.1  # stratified validation hold-out of the training set; every decision reads it
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class ModelConfig:
 
     arch: str | None = None
     width: float = 1.0
+    init: str = "default"  # "default" (PyTorch's) | "he" (Kaiming normal, fan_out; netgrow.models.init)
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,10 @@ class CumulativeConfig:
     archs: tuple[str, ...]
     widths: tuple[float, ...]
     epochs: tuple[int, ...]
-    prune: tuple[float, ...]  # prune[i]: L1 filter pruning ratio R applied to Net_i before growing it
+    prune: tuple[float, ...]  # prune[i]: L1 pruning ratio R applied to Net_i before growing it
+    prune_mode: str = "filter"  # "filter": remove filters (widths shrink); "kernel": zero 2-D kernels, masked next stage
     zero_mask: bool = False
+    zero_mask_mode: str = "all"  # "all" zeros of the inserted kernels, or only their "surround" taps
     lr_factor: float = 1.0  # lr of stages >= 2 = train.lr * lr_factor
     carry_optimizer: bool = False
     noise: float = 0.0  # Net2WiderNet noise when a stage widens
@@ -111,7 +115,7 @@ class Net2NetConfig:
     student_width: float
     baseline: str = "net2net"  # net2net | random_pad | random_init
     lr_factor: float = 0.1  # student lr = teacher lr * lr_factor (Net2Net appendix A)
-    noise: float = 0.0
+    noise: float = 0.01  # Net2WiderNet noise, a fraction of each weight tensor's std (breaks the copies' symmetry)
     teacher_epochs: int = 10
     student_epochs: int = 10
     carry_optimizer: bool = False
@@ -342,6 +346,7 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfi
     model = ModelConfig(
         arch=model_s.str_("arch", default=None, choices=known_models()),
         width=model_s.float_("width", default=1.0, lo=0.0, hi=64.0, lo_open=True),
+        init=model_s.str_("init", default="default", choices=("default", "he")),
     )
     model_s.done()
     train = _parse_train(_Section(top.raw("train", {}), "train", source), seed)
@@ -355,6 +360,7 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfi
         min_epochs=stop_s.int_("min_epochs", default=0, lo=0),
     )
     stop_s.done()
+    _check_decisions_have_validation(data, train, stopping, strategy, source)
 
     epochs = train.get("epochs", 10)
     options: Any = None
@@ -383,6 +389,22 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfi
     top.done()
     return ExperimentConfig(name=name, strategy=strategy, seed=seed, out=out, data=data, model=model,
                             train=train, stopping=stopping, options=options, source=source)
+
+
+def _check_decisions_have_validation(data: DataConfig, train: dict[str, Any], stopping: StoppingConfig,
+                                     strategy: str, source: str) -> None:
+    """A rule that decides on accuracy needs the validation split (it never reads the test set)."""
+    if data.val_fraction > 0:
+        return
+    deciding = [k for k, on in (
+        (f"stopping.rule = {stopping.rule!r}", stopping.rule != "budget"),
+        ("train.plateau_patience", train.get("plateau_patience") is not None),
+        (f"train.schedule = {train.get('schedule')!r}", train.get("schedule") in ("wsd", "plateau")),
+        ("strategy 'incremental' (the angle criterion)", strategy == "incremental"),
+    ) if on]
+    if deciding:
+        raise ConfigError(f"{source}: data.val_fraction = 0 but {', '.join(deciding)} decides on validation accuracy; "
+                          "allowed: data.val_fraction in (0, 1), e.g. 0.1 (the test set is never decided on)")
 
 
 def _missing(source: str, section: str) -> Any:
@@ -415,9 +437,18 @@ def _parse_data(s: _Section) -> DataConfig:
         name=name, root=root, schedule=tuple(schedule), seed=s.int_("seed", default=0, lo=0),
         limit_train=s.int_("limit_train", default=None, lo=1, optional=True),
         limit_test=s.int_("limit_test", default=None, lo=1, optional=True),
+        val_fraction=_val_fraction(s),
     )
     s.done()
     return out
+
+
+def _val_fraction(s: _Section) -> float:
+    v = s.raw("val_fraction", 0.1)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
+        raise s.fail("val_fraction", v, "must be a fraction in [0, 1)",
+                     "e.g. 0.1 (10 % of the training set held out for every decision; 0 = no validation split)")
+    return float(v)
 
 
 def _dataset_names() -> tuple[str, ...] | None:
@@ -505,7 +536,20 @@ def _parse_cumulative(s: _Section, data: DataConfig, model: ModelConfig, epochs:
     widths = _per_stage(s, "widths", n, model.width,
                         lambda x, fail: _check_float(x, 0.0, 64.0, True, False, fail))
     check_growth(list(archs), [float(w) for w in widths], "cumulative.archs", s.source)
-    ep = _per_stage(s, "epochs", n, epochs, _int_check(1))
+    fractions = s.raw("budget_fractions", None)
+    if fractions is not None:  # per-stage budgets as fractions of a total
+        if s.has("epochs"):
+            raise s.fail("budget_fractions", fractions, "conflicts with cumulative.epochs",
+                         "either epochs (per stage) or budget_fractions with total_epochs")
+        ok = isinstance(fractions, list) and len(fractions) == n and all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fractions)
+        if not ok:
+            raise s.fail("budget_fractions", fractions, f"needs {n} positive numbers (one per stage)",
+                         "e.g. [0.6, 0.2, 0.2]: stage i trains round(f_i * total_epochs) epochs")
+        total = s.int_("total_epochs", default=epochs, lo=1)
+        ep = tuple(max(1, round(float(f) * total)) for f in fractions)
+    else:
+        ep = _per_stage(s, "epochs", n, epochs, _int_check(1))
     prune_raw = s.raw("prune", 0.0)
     prune = prune_raw if isinstance(prune_raw, list) else [prune_raw] * (n - 1)
     if len(prune) != n - 1:
@@ -516,6 +560,8 @@ def _parse_cumulative(s: _Section, data: DataConfig, model: ModelConfig, epochs:
     out = CumulativeConfig(
         archs=tuple(archs), widths=tuple(float(w) for w in widths), epochs=tuple(ep),
         prune=tuple(float(r) for r in prune),
+        prune_mode=s.str_("prune_mode", default="filter", choices=("filter", "kernel")),
+        zero_mask_mode=s.str_("zero_mask_mode", default="all", choices=("all", "surround")),
         zero_mask=s.bool_("zero_mask", False),
         lr_factor=s.float_("lr_factor", default=1.0, lo=0.0, lo_open=True),
         carry_optimizer=s.bool_("carry_optimizer", False),
@@ -548,7 +594,7 @@ def _parse_net2net(s: _Section, model: ModelConfig, epochs: int) -> Net2NetConfi
         teacher_arch=teacher_arch, teacher_width=teacher_width, student_arch=student_arch,
         student_width=student_width, baseline=baseline,
         lr_factor=s.float_("lr_factor", default=0.1, lo=0.0, lo_open=True),
-        noise=s.float_("noise", default=0.0, lo=0.0),
+        noise=s.float_("noise", default=0.01, lo=0.0),
         teacher_epochs=s.int_("teacher_epochs", default=epochs, lo=1),
         student_epochs=s.int_("student_epochs", default=epochs, lo=1),
         carry_optimizer=s.bool_("carry_optimizer", False),

@@ -5,6 +5,7 @@
     netgrow report RUN_DIR... [--out DIR] [--force]
     netgrow demo [--out DIR] [--quick] [--threads N]
     netgrow analyze RUN_DIR [--baseline SCRATCH_RUN_DIR] [--out DIR] [--threads N]
+    netgrow frontier CONFIG... --budgets 0.5,1 --seeds 3 --out DIR [--reference NAME]
 
 Exit codes: 0 success; 2 a bad config or command line (nothing was written); 1 a failure while running
 (the message says what happened; a killed or failed run can be continued with ``--resume``); 143 SIGTERM
@@ -125,6 +126,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_frontier(args: argparse.Namespace) -> int:
+    from netgrow.cli.frontier import frontier, parse_list
+
+    budgets = parse_list(args.budgets, float, "--budgets")
+    seeds = list(range(int(args.seeds))) if "," not in args.seeds and args.seeds.strip().isdigit() else parse_list(
+        args.seeds, int, "--seeds")
+    frontier(args.configs, budgets, seeds, args.out, reference=args.reference, quiet=args.quiet)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-parser per command)."""
     p = argparse.ArgumentParser(prog="netgrow", description="Grow neural networks while they train.")
@@ -174,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true")
     _threads_option(a)
     a.set_defaults(func=cmd_analyze)
+
+    f = sub.add_parser("frontier", help="accuracy vs M over budgets x seeds, every config on one axis, M to targets")
+    f.add_argument("configs", nargs="+", help="experiment files (the first is the reference unless --reference)")
+    f.add_argument("--budgets", default="0.5,0.75,1", help="factors applied to every epoch count (default 0.5,0.75,1)")
+    f.add_argument("--seeds", default="3", help="a count N (seeds 0..N-1) or a list '0,1,2' (default 3)")
+    f.add_argument("--out", required=True, help="frontier directory (finished runs in it are reused)")
+    f.add_argument("--reference", help="the config name that sets the targets (default: the first config)")
+    f.add_argument("--quiet", action="store_true")
+    _threads_option(f)
+    f.set_defaults(func=cmd_frontier)
     return p
 
 

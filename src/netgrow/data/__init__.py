@@ -15,6 +15,7 @@ Nothing here downloads anything or imports torchvision.
 from netgrow.data.base import InMemoryDataset, channel_stats
 from netgrow.data.loader import DatasetLoader, TensorLoader, epoch_order, make_loader
 from netgrow.data.registry import list_datasets, load, register_dataset
+from netgrow.data.split import split, split_indices
 from netgrow.data.subsets import ClassSubset, class_order, nested_subsets
 from netgrow.data.transforms import CropFlip
 
@@ -25,6 +26,8 @@ __all__ = [
     "list_datasets",
     "register_dataset",
     "nested_subsets",
+    "split",
+    "split_indices",
     "class_order",
     "ClassSubset",
     "TensorLoader",

@@ -1,4 +1,5 @@
-"""netgrow.graph: channel groups of a model, found by tracing it with torch.fx.
+"""netgrow.graph: channel groups of a model, found by tracing it with torch.fx and reading the layer-rule
+registry (``netgrow.graph.rules``); the output layer and deepen's insertion point, from the same trace.
 
     >>> import torch
     >>> from torch import nn
@@ -10,5 +11,10 @@
 """
 
 from netgrow.graph.groups import ChannelGraph, ChannelGroup, Consumer, ModuleUse, Segment, analyse, channel_groups
+from netgrow.graph.output import output_layer
+from netgrow.graph.rules import LayerRule, register_rule, unregister_rule
 
-__all__ = ["ChannelGraph", "ChannelGroup", "Consumer", "ModuleUse", "Segment", "analyse", "channel_groups"]
+__all__ = [
+    "ChannelGraph", "ChannelGroup", "Consumer", "LayerRule", "ModuleUse", "Segment", "analyse", "channel_groups",
+    "output_layer", "register_rule", "unregister_rule",
+]  # fmt: skip

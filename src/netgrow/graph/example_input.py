@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from netgrow.errors import NetgrowTypeError, NetgrowValueError
+from netgrow.graph.trace import eval_mode
 
 
 def _args(example_input: Any) -> tuple[Any, ...] | None:
@@ -91,10 +92,8 @@ def check_example_input(
 
 
 def _try_forward(model: nn.Module, args: tuple[Any, ...], op: str, arg: str) -> None:
-    flags = {m: m.training for m in model.modules()}
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            model.eval()
+        with eval_mode(model), torch.random.fork_rng(devices=[]), torch.no_grad():
             model(*args)
     except Exception as exc:  # PyTorch raises RuntimeError, ValueError, IndexError, ... for a wrong shape
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -104,6 +103,3 @@ def _try_forward(model: nn.Module, args: tuple[Any, ...], op: str, arg: str) -> 
             f"{op}: the model cannot run on {arg} of shape {shapes} ({dtypes}): {type(exc).__name__}: {exc}. "
             "Pass a batch shaped like the model's training data"
         ) from exc
-    finally:
-        for m, flag in flags.items():
-            m.training = flag

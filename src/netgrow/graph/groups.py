@@ -13,23 +13,23 @@ Whenever channels reach an operation this module does not understand (a reshape 
 hard-coded ``view(-1, 512)``, indexing, an unknown function), their group is *locked* with a reason
 naming the node, and the rest of the model is analysed as usual.
 
-This module only describes the model; it never changes it. How each layer type's tensors are resized
-lives in ``netgrow.ops.rules``.
+What each call does to the channels is its rule's role (and, for a pass-through op, its flow) in the
+layer-rule registry ``netgrow.graph.rules``; a call without a rule locks the channels reaching it. This
+module only describes the model; it never changes it (``netgrow.ops.rules`` resizes tensors).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
+from netgrow.graph import rules
 from netgrow.graph.example_input import check_example_input
 from netgrow.graph.trace import shape_of, trace_with_shapes
 
@@ -141,64 +141,6 @@ class ChannelGraph:
         return sum(self.groups[s.group].width * s.block for s in layout)
 
 
-# ------------------------------------------------------------------------------------------ layer roles
-# How channels flow through each standard layer type. (How to resize its tensors is ops/rules.py's job.)
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_PER_CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-_ELEMENTWISE = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
-    nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
-    nn.Threshold, nn.Hardshrink, nn.Softshrink, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
-)  # fmt: skip
-_SPATIAL = {  # modules acting on the last k dims only, per channel (-2: all but batch and channel)
-    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
-    nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
-    nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
-    nn.LPPool1d: 1, nn.LPPool2d: 2, nn.Upsample: -2, nn.UpsamplingNearest2d: 2, nn.UpsamplingBilinear2d: 2,
-    nn.ZeroPad1d: 1, nn.ZeroPad2d: 2, nn.ZeroPad3d: 3, nn.ConstantPad1d: 1, nn.ConstantPad2d: 2,
-    nn.ConstantPad3d: 3, nn.ReflectionPad1d: 1, nn.ReflectionPad2d: 2, nn.ReflectionPad3d: 3,
-    nn.ReplicationPad1d: 1, nn.ReplicationPad2d: 2, nn.ReplicationPad3d: 3,
-}  # fmt: skip
-_SOFTMAX = (nn.Softmax, nn.LogSoftmax, nn.Softmin)
-
-
-def is_depthwise(m: nn.Module) -> bool:
-    """A conv with one filter per channel (groups == in == out): a per-channel op, not a producer."""
-    return isinstance(m, _CONVS) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
-
-
-# functions/methods that act on each element (or each channel) on their own
-_UNARY_FUNCS = {
-    F.relu, F.relu_, F.relu6, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.leaky_relu, F.hardtanh,
-    F.hardswish, F.hardsigmoid, F.softplus, F.softsign, F.logsigmoid, F.tanhshrink, F.threshold,
-    F.sigmoid, F.tanh, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-    torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.abs, torch.neg, torch.sqrt, torch.square,
-    torch.clamp, torch.clip, torch.nn.functional.hardshrink, operator.neg, operator.pos,
-}  # fmt: skip
-_UNARY_METHODS = {
-    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "abs", "neg", "sqrt", "square",
-    "clamp", "clamp_", "clip", "contiguous", "clone", "detach", "float", "double", "half", "bfloat16",
-    "to", "type", "type_as", "cpu", "cuda", "requires_grad_",
-}  # fmt: skip
-_SPATIAL_FUNCS = {
-    F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3, F.avg_pool1d: 1, F.avg_pool2d: 2, F.avg_pool3d: 3,
-    F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3,
-    F.adaptive_max_pool1d: 1, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3, F.interpolate: -2,
-}  # fmt: skip
-_BINARY_FUNCS = {
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.pow, operator.iadd, operator.isub,
-    operator.imul, operator.itruediv, torch.add, torch.sub, torch.subtract, torch.mul, torch.multiply,
-    torch.div, torch.true_divide, torch.maximum, torch.minimum, torch.where, torch.pow,
-}  # fmt: skip
-_BINARY_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum", "minimum", "pow", "where"}
-_REDUCE = {"mean", "sum", "amax", "amin", "std", "var", "logsumexp", "prod"}
-_REDUCE_FUNCS = {torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var}
-_SOFTMAX_FUNCS = {F.softmax, F.log_softmax, F.softmin, torch.softmax, torch.log_softmax}
-_RESHAPE_METHODS = {"view", "reshape"}
-_INTROSPECTION_METHODS = {"size", "dim", "numel", "ndimension", "nelement"}
-
-
 # ------------------------------------------------------------------------------------------ analysis
 @dataclass
 class _Info:
@@ -212,6 +154,25 @@ class _Info:
 
 
 Tracked = tuple[int, Layout]  # (dim, layout) of a tensor value with resizable channels
+
+
+@dataclass
+class _Call:
+    """One call node with what the analysis needs: its module (if any), rule, input layout and shapes."""
+
+    node: fx.Node
+    module: nn.Module | None
+    rule: rules.LayerRule | None
+    name: str  # the module's name, "" for functions and methods
+    desc: str
+    inp: Tracked | None
+    in_shape: tuple[int, ...] | None
+    out_shape: tuple[int, ...] | None
+
+
+def is_depthwise(m: nn.Module) -> bool:
+    """A conv with one filter per channel (groups == in == out): a per-channel op, not a producer."""
+    return rules.module_rule(m) is rules.DEPTHWISE_CONV
 
 
 class _Analyser:
@@ -325,10 +286,8 @@ class _Analyser:
                 self.val[node] = self.placeholder(node)
             elif node.op == "get_attr":
                 self.val[node] = None
-            elif node.op == "call_module":
-                self.val[node] = self.call_module(node)
-            elif node.op in ("call_function", "call_method"):
-                self.val[node] = self.call_function(node)
+            elif node.op in ("call_module", "call_function", "call_method"):
+                self.val[node] = self.call(node)
             elif node.op == "output":
                 for a in _flat_nodes(node.args):
                     t = self.val.get(a)
@@ -343,203 +302,183 @@ class _Analyser:
         gid = self.new_group(shape[dim], lock=f"the network input {node.target!r} has a fixed number of channels")
         return dim, (Segment(gid),)
 
-    # ---------------------------------------------------------------- modules
-    def call_module(self, node: fx.Node) -> Tracked | None:
-        name = str(node.target)
-        m = self.mods[name]
-        desc = f"module {name!r} ({type(m).__name__})"
+    # ---------------------------------------------------------------- layers (modules, functions, methods)
+    def call(self, node: fx.Node) -> Tracked | None:
+        """One call: look its rule up in the registry and let the rule's role (and flow) say what happens."""
+        m = self.mods[str(node.target)] if node.op == "call_module" else None
         x = node.args[0] if node.args else None
-        inp = self.val.get(x) if isinstance(x, fx.Node) else None
-        in_shape, out_shape = shape_of(x), shape_of(node)
-        extra = [a for a in _flat_nodes((node.args[1:], node.kwargs)) if self.val.get(a) is not None]
-        if extra or out_shape is None:
-            self.lock_inputs(node, f"{desc} takes or returns several tensors; netgrow cannot follow channels there")
-            return None
-
-        if isinstance(m, (nn.Linear, *_CONVS)) and not is_depthwise(m):
-            return self.producer(node, name, m, desc, inp, in_shape, out_shape)
-        if is_depthwise(m) or isinstance(m, _PER_CHANNEL_NORMS) or (isinstance(m, nn.PReLU) and m.num_parameters > 1):
-            ch = len(in_shape) - (m.weight.dim() - 2) - 1 if is_depthwise(m) else 1
-            if inp is None:
+        c = _Call(
+            node=node,
+            module=m,
+            rule=rules.node_rule(node.op, node.target, self.mods),
+            name=str(node.target) if m is not None else "",
+            desc=_describe(node, m),
+            inp=self.val.get(x) if isinstance(x, fx.Node) else None,
+            in_shape=shape_of(x),
+            out_shape=shape_of(node),
+        )
+        if m is not None:
+            extra = [a for a in _flat_nodes((node.args[1:], node.kwargs)) if self.val.get(a) is not None]
+            if extra or c.out_shape is None:
+                self.lock_inputs(node, f"{c.desc} takes or returns several tensors; netgrow cannot follow channels there")
                 return None
-            if inp[0] != ch:
-                if is_depthwise(m):
-                    self.lock(inp[1], f"{desc} convolves over dim {inp[0]}, which holds these channels")
-                    return None
-                return inp  # per-channel over another, fixed dim: these channels pass untouched
-            self.record_use(ModuleUse(name, "channelwise", carries=inp[1]))
-            self.note_pass(name, inp[1])
-            return inp
-        if isinstance(m, nn.GroupNorm):
-            return self.normalisation(name, m, desc, inp, in_shape, dims=range(1, len(in_shape)))
-        if isinstance(m, nn.LayerNorm):
-            k = len(m.normalized_shape)
-            return self.normalisation(name, m, desc, inp, in_shape, dims=range(len(in_shape) - k, len(in_shape)))
-        if isinstance(m, (*_ELEMENTWISE, nn.PReLU)):
-            if inp is not None:
-                self.note_pass(name, inp[1])
-            return inp
-        if type(m) in _SPATIAL:
-            return self.spatial(name, desc, inp, in_shape, _SPATIAL[type(m)])
-        if isinstance(m, _SOFTMAX):
-            return self.softmax(name, desc, inp, in_shape, m.dim)
-        if isinstance(m, nn.Flatten):
-            return self.flatten(desc, inp, in_shape, m.start_dim, m.end_dim)
-        self.lock_inputs(node, f"{desc} is not a layer type netgrow knows how to resize through")
-        return None
+        elif not self.tracked_args(node):
+            return None
+        if c.rule is not None and c.rule.flow == "size":
+            return None  # reads sizes; the size-derived values adapt to the new widths by themselves
+        if c.out_shape is None:
+            self.lock_inputs(node, f"{c.desc} does not return a tensor; netgrow cannot follow these channels")
+            return None
+        if c.rule is None or c.rule.role == "boundary":
+            return self.unknown(node, c.desc, c.rule.reason if c.rule is not None else None)
+        if c.rule.role in ("producer", "consumer"):
+            return self.producer(c)
+        if c.rule.role == "channelwise":
+            return self.channelwise(c)
+        return getattr(self, f"flow_{c.rule.flow}")(c)
 
-    def producer(self, node, name, m, desc, inp, in_shape, out_shape) -> Tracked:
-        is_conv = isinstance(m, _CONVS)
-        spatial = m.weight.dim() - 2 if is_conv else 0
-        ch_in = len(in_shape) - spatial - 1 if is_conv else len(in_shape) - 1
-        ch_out = len(out_shape) - spatial - 1 if is_conv else len(out_shape) - 1
+    def producer(self, c: _Call) -> Tracked | None:
+        """Conv/Linear: the input channels are consumed, the output channels are a new group."""
+        rule, name, inp = c.rule, c.name, c.inp
+        ch_in = rules.resolve_dim(rule.in_dim, c.module, len(c.in_shape))
         consumes = None
         if inp is not None:
             if inp[0] == ch_in:
                 consumes = inp[1]
             else:
-                self.lock(inp[1], f"{desc} is applied along dim {ch_in} while these channels sit in dim {inp[0]}")
-        grouped = is_conv and m.groups > 1
-        gid = self.new_group(out_shape[ch_out])
-        self.info[gid].producers.append(name)
+                self.lock(inp[1], f"{c.desc} is applied along dim {ch_in} while these channels sit in dim {inp[0]}")
+        gid = None
+        if rule.role == "producer":
+            ch_out = rules.resolve_dim(rule.out_dim, c.module, len(c.out_shape))
+            gid = self.new_group(c.out_shape[ch_out])
+            self.info[gid].producers.append(name)
         use = self.record_use(ModuleUse(name, "producer", consumes=consumes, produces=gid))
-        gid = self.find(use.produces)  # a module called twice produces one group
         if consumes is not None:
             offset = 0
             for s in consumes:
                 self.g(s.group).consumers.append(Consumer(name, offset, s.block))
                 offset += self.seg_width(s)
-        if grouped:
-            why = (
-                f"grouped conv {name!r} (groups={m.groups}) couples its input and output channels group by group; "
-                f"netgrow resizes only ordinary (groups=1) and depthwise convs"
-            )
+        if rule.reason:
+            why = rule.reason.replace("{name}", repr(name))
             self.lock(consumes, why)
-            self.g(gid).locks.append(why)
-        return ch_out, (Segment(gid),)
+            if gid is not None:
+                self.g(gid).locks.append(why)
+        if gid is None:
+            return None  # a consumer's output channels are fixed
+        return ch_out, (Segment(self.find(use.produces)),)  # a module called twice produces one group
 
-    def normalisation(self, name, m, desc, inp, in_shape, dims) -> Tracked | None:
-        """LayerNorm/GroupNorm: statistics over the channels survive only uniform replication."""
+    def channelwise(self, c: _Call) -> Tracked | None:
+        """Per-channel tensors along the channels (norms, PReLU, depthwise conv); norms may also mix them."""
+        rule, inp = c.rule, c.inp
         if inp is None:
             return None
         dim, lay = inp
-        if dim not in dims:
-            return inp  # normalises over other, fixed dims
-        if len(lay) > 1:
-            self.lock(lay, f"{desc} normalises over channels of several concatenated groups at once")
-            return inp
-        if isinstance(m, nn.GroupNorm) and (dim != 1 or lay[0].block != 1):
-            self.lock(lay, f"{desc} groups channels that are not in dim 1")
-            return inp
-        self.g(lay[0].group).uniform.append(
-            f"{desc} normalises over these channels, so they can only grow by whole multiples of the width "
-            f"with every unit replicated equally"
-        )
-        self.note_pass(name, lay)
-        has_params = any(p is not None for p in (getattr(m, "weight", None), getattr(m, "bias", None)))
-        if has_params:
-            # GroupNorm's tensors are per channel; LayerNorm's span the normalised dims
-            pdim = 0 if isinstance(m, nn.GroupNorm) else dim - (len(in_shape) - len(m.normalized_shape))
-            self.record_use(ModuleUse(name, "channelwise", carries=lay, param_dim=pdim))
-        elif isinstance(m, nn.GroupNorm):  # num_groups must still follow the width
-            self.record_use(ModuleUse(name, "channelwise", carries=lay))
+        nd = len(c.in_shape)
+        if rule.normalises is not None:
+            if dim not in rule.normalises(c.module, nd):
+                return inp  # normalises over other, fixed dims
+            if len(lay) > 1:
+                self.lock(lay, f"{c.desc} normalises over channels of several concatenated groups at once")
+                return inp
+            if rule.in_dim is not None and (dim != rules.resolve_dim(rule.in_dim, c.module, nd) or lay[0].block != 1):
+                self.lock(lay, f"{c.desc} groups channels that are not in dim {rule.in_dim}")
+                return inp
+            self.g(lay[0].group).uniform.append(
+                f"{c.desc} normalises over these channels, so they can only grow by whole multiples of the width "
+                f"with every unit replicated equally"
+            )
+        elif dim != rules.resolve_dim(rule.in_dim, c.module, nd):
+            if rule.off_dim == "lock":
+                self.lock(lay, f"{c.desc} convolves over dim {dim}, which holds these channels")
+                return None
+            return inp  # per-channel over another, fixed dim: these channels pass untouched
+        pdim = rule.param_dim(c.module, nd, dim) if rule.param_dim is not None else 0
+        self.note_pass(c.name, lay)
+        self.record_use(ModuleUse(c.name, "channelwise", carries=lay, param_dim=pdim))
         return inp
 
-    def spatial(self, name, desc, inp, in_shape, k) -> Tracked | None:
-        if inp is None:
+    # ---------------------------------------------------------------- pass-through flows
+    def flow_same(self, c: _Call) -> Tracked | None:
+        """Acts on each element on its own (activations, dropout, casts)."""
+        if c.module is not None:
+            if c.inp is not None:
+                self.note_pass(c.name, c.inp[1])
+            return c.inp
+        if c.inp is not None and len(self.tracked_args(c.node)) == 1 and c.in_shape == c.out_shape:
+            return c.inp
+        return self.flow_elementwise(c)
+
+    def flow_cast(self, c: _Call) -> Tracked | None:
+        """``.to(other)``/``.type_as(other)``: a tensor argument only lends its dtype/device."""
+        if c.inp is not None and c.in_shape == c.out_shape:
+            return c.inp
+        return self.flow_same(c)
+
+    def flow_spatial(self, c: _Call) -> Tracked | None:
+        """Acts on the last k dims only, per channel (pooling, padding, upsampling)."""
+        if c.module is None and len(self.tracked_args(c.node)) != 1:
+            return self.unknown(c.node, c.desc)
+        if c.inp is None:
             return None
+        k = c.rule.spatial
+        if k is None:  # F.pad: two numbers per padded dim
+            k = len(_arg(c.node, 1, "pad", ())) // 2
         if k < 0:
-            k = len(in_shape) + k
-        if inp[0] >= len(in_shape) - k:
-            self.lock(inp[1], f"{desc} acts along dim {inp[0]}, which holds these channels")
-            return None
-        if name:
-            self.note_pass(name, inp[1])
-        return inp
+            k = len(c.in_shape) + k
+        hit = c.inp[0] >= len(c.in_shape) - k
+        return self.pass_unless(c, hit, f"{c.desc} acts along dim {c.inp[0]}, which holds these channels")
 
-    def softmax(self, name, desc, inp, in_shape, dim) -> Tracked | None:
-        if inp is None:
+    def flow_along(self, c: _Call) -> Tracked | None:
+        """Softmax & co: mixes the units along ``dim``; passes channels sitting in any other dim."""
+        if c.inp is None:
             return None
-        if dim is None or _norm_dim(dim, len(in_shape)) == inp[0]:
-            self.lock(inp[1], f"{desc} normalises over these channels; replicated units would change it")
-            return None
-        if name:
-            self.note_pass(name, inp[1])
-        return inp
+        dim = c.module.dim if c.module is not None else _arg(c.node, 1, "dim", None)
+        hit = dim is None or _norm_dim(dim, len(c.in_shape)) == c.inp[0]
+        return self.pass_unless(c, hit, f"{c.desc} normalises over these channels; replicated units would change it")
 
-    def flatten(self, desc, inp, in_shape, start, end) -> Tracked | None:
-        if inp is None:
+    def pass_unless(self, c: _Call, hit: bool, why: str) -> Tracked | None:
+        """The channels pass through ``c`` unless it acts along their dim (``hit``): then they lock."""
+        assert c.inp is not None
+        if hit:
+            self.lock(c.inp[1], why)
             return None
-        nd = len(in_shape)
+        if c.name:
+            self.note_pass(c.name, c.inp[1])
+        return c.inp
+
+    def flow_flatten(self, c: _Call) -> Tracked | None:
+        if c.inp is None:
+            return None
+        if c.module is not None:
+            start, end = c.module.start_dim, c.module.end_dim
+        else:
+            start, end = _arg(c.node, 1, "start_dim", 0), _arg(c.node, 2, "end_dim", -1)
+        nd = len(c.in_shape)
         start, end = _norm_dim(start, nd), _norm_dim(end, nd)
-        dim, lay = inp
+        dim, lay = c.inp
         if dim < start:
-            return inp
+            return c.inp
         if dim > end:
             return dim - (end - start), lay
-        if any(s != 1 for s in in_shape[start:dim]):
-            self.lock(lay, f"{desc} interleaves these channels with dims {list(range(start, dim))} before them")
+        if any(s != 1 for s in c.in_shape[start:dim]):
+            self.lock(lay, f"{c.desc} interleaves these channels with dims {list(range(start, dim))} before them")
             return None
-        block = math.prod(in_shape[dim + 1 : end + 1])
+        block = math.prod(c.in_shape[dim + 1 : end + 1])
         return start, tuple(Segment(s.group, s.block * block) for s in lay)
 
-    # ---------------------------------------------------------------- functions and methods
-    def call_function(self, node: fx.Node) -> Tracked | None:
-        tracked = self.tracked_args(node)
-        if not tracked:
-            return None
-        fn, method = (node.target, None) if node.op == "call_function" else (None, node.target)
-        desc = f"{getattr(fn, '__name__', fn) if fn else '.' + str(method) + '()'} at node {node.name!r}"
-        x = node.args[0] if node.args else None
-        inp = self.val.get(x) if isinstance(x, fx.Node) else None
-        in_shape, out_shape = shape_of(x), shape_of(node)
-
-        if method in _INTROSPECTION_METHODS or fn is getattr:
-            return None  # reads sizes; the size-derived values adapt to the new widths by themselves
-        if out_shape is None:
-            self.lock_inputs(node, f"{desc} does not return a tensor; netgrow cannot follow these channels")
-            return None
-        if fn in _BINARY_FUNCS or method in _BINARY_METHODS:
-            return self.elementwise(node, desc, out_shape)
-        if method in ("to", "type_as") and inp is not None and in_shape == out_shape:
-            return inp  # a tensor argument only lends its dtype/device
-        if fn in _UNARY_FUNCS or method in _UNARY_METHODS:
-            if inp is not None and len(tracked) == 1 and in_shape == out_shape:
-                return inp
-            return self.elementwise(node, desc, out_shape)
-        if fn in _SPATIAL_FUNCS:
-            if len(tracked) != 1:
-                return self.unknown(node, desc)
-            return self.spatial("", desc, inp, in_shape, _SPATIAL_FUNCS[fn])
-        if fn in _SOFTMAX_FUNCS or method in ("softmax", "log_softmax"):
-            return self.softmax("", desc, inp, in_shape, _arg(node, 1, "dim", None))
-        if fn is F.pad:
-            pad = _arg(node, 1, "pad", ())
-            return self.spatial("", desc, inp, in_shape, len(pad) // 2)
-        if fn in (torch.cat, torch.concat, torch.concatenate):
-            return self.cat(node, desc, out_shape)
-        if fn is torch.flatten or method == "flatten":
-            return self.flatten(desc, inp, in_shape, _arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1))
-        if fn is torch.reshape or method in _RESHAPE_METHODS:
-            return self.reshape(node, desc, inp, in_shape, out_shape)
-        if fn in _REDUCE_FUNCS or method in _REDUCE:
-            return self.reduce(node, desc, inp, in_shape, out_shape)
-        if fn is operator.getitem:
-            return self.getitem(node, desc, inp, in_shape)
-        if method in ("permute", "transpose", "swapaxes", "t") or fn in (torch.permute, torch.transpose, torch.t):
-            return self.permute(node, desc, inp, in_shape, method or fn.__name__)
-        if method == "unsqueeze" or fn is torch.unsqueeze:
-            return self.unsqueeze(node, desc, inp, in_shape)
-        if method == "squeeze" or fn is torch.squeeze:
-            return self.squeeze(node, desc, inp, in_shape)
-        return self.unknown(node, desc)
-
-    def unknown(self, node: fx.Node, desc: str) -> None:
-        self.lock_inputs(node, f"{desc} is an operation netgrow does not know how to resize through")
+    def unknown(self, node: fx.Node, desc: str, reason: str | None = None) -> None:
+        if reason is None:
+            reason = (
+                "is not a layer type netgrow knows how to resize through"
+                if node.op == "call_module"
+                else "is an operation netgrow does not know how to resize through"
+            )
+        self.lock_inputs(node, f"{desc} {reason}")
         return None
 
-    def elementwise(self, node: fx.Node, desc: str, out_shape: tuple[int, ...]) -> Tracked | None:
+    def flow_elementwise(self, c: _Call) -> Tracked | None:
         """Broadcasting elementwise ops: every operand's channels line up, so they share one mapping."""
+        node, desc, out_shape = c.node, c.desc, c.out_shape
         nd = len(out_shape)
         dims: set[int] = set()
         layouts: list[Layout] = []
@@ -566,7 +505,8 @@ class _Analyser:
         merged = self.merge_layouts(layouts, f"{desc} combines channels laid out differently")
         return None if merged is None else (od, merged)
 
-    def cat(self, node: fx.Node, desc: str, out_shape: tuple[int, ...]) -> Tracked | None:
+    def flow_cat(self, c: _Call) -> Tracked | None:
+        node, desc, out_shape = c.node, c.desc, c.out_shape
         tensors = list(_arg(node, 0, "tensors", ()))
         nd = len(out_shape)
         dim = _norm_dim(_arg(node, 1, "dim", 0), nd)
@@ -586,8 +526,9 @@ class _Analyser:
             return None if merged is None else (tracked_dims.pop(), merged)
         return self.unknown(node, desc)
 
-    def reshape(self, node, desc, inp, in_shape, out_shape) -> Tracked | None:
+    def flow_reshape(self, c: _Call) -> Tracked | None:
         """A view that keeps each channel's elements contiguous and apart maps channel c to a block."""
+        node, desc, inp, in_shape, out_shape = c.node, c.desc, c.inp, c.in_shape, c.out_shape
         if inp is None:
             return None
         dim, lay = inp
@@ -610,7 +551,8 @@ class _Analyser:
         self.lock(lay, f"{desc} splits or mixes these channels (shape {list(in_shape)} -> {list(out_shape)})")
         return None
 
-    def reduce(self, node, desc, inp, in_shape, out_shape) -> Tracked | None:
+    def flow_reduce(self, c: _Call) -> Tracked | None:
+        node, desc, inp, in_shape = c.node, c.desc, c.inp, c.in_shape
         if inp is None or len(self.tracked_args(node)) != 1:
             return self.unknown(node, desc)
         dim, lay = inp
@@ -625,24 +567,24 @@ class _Analyser:
             return None
         return (dim if keep else dim - sum(d < dim for d in red)), lay
 
-    def getitem(self, node, desc, inp, in_shape) -> Tracked | None:
-        if inp is None:
-            return self.unknown(node, desc)
-        dim, lay = inp
-        idx = node.args[1]
+    def flow_getitem(self, c: _Call) -> Tracked | None:
+        if c.inp is None:
+            return self.unknown(c.node, c.desc)
+        dim, lay = c.inp
+        idx = c.node.args[1]
         idx = idx if isinstance(idx, tuple) else (idx,)
         full = slice(None, None, None)
         if all(isinstance(i, (int, slice)) and not isinstance(i, bool) for i in idx):
             if dim >= len(idx) or idx[dim] == full:
                 return dim - sum(isinstance(i, int) for i in idx[:dim]), lay
-        self.lock(lay, f"{desc} indexes into the dim holding these channels")
+        self.lock(lay, f"{c.desc} indexes into the dim holding these channels")
         return None
 
-    def permute(self, node, desc, inp, in_shape, kind: str) -> Tracked | None:
-        if inp is None:
+    def flow_permute(self, c: _Call) -> Tracked | None:
+        if c.inp is None:
             return None
-        dim, lay = inp
-        nd = len(in_shape)
+        node, (dim, lay), nd = c.node, c.inp, len(c.in_shape)
+        kind = node.target if node.op == "call_method" else node.target.__name__
         if kind in ("transpose", "swapaxes", "t"):
             a, b = (0, 1) if kind == "t" else (_norm_dim(node.args[1], nd), _norm_dim(node.args[2], nd))
             return (b if dim == a else a if dim == b else dim), lay
@@ -652,24 +594,25 @@ class _Analyser:
         order = [_norm_dim(d, nd) for d in order]
         return order.index(dim), lay
 
-    def unsqueeze(self, node, desc, inp, in_shape) -> Tracked | None:
-        if inp is None:
+    def flow_unsqueeze(self, c: _Call) -> Tracked | None:
+        if c.inp is None:
             return None
-        d = _norm_dim(_arg(node, 1, "dim", 0), len(in_shape) + 1)
-        return (inp[0] + 1 if d <= inp[0] else inp[0]), inp[1]
+        d = _norm_dim(_arg(c.node, 1, "dim", 0), len(c.in_shape) + 1)
+        return (c.inp[0] + 1 if d <= c.inp[0] else c.inp[0]), c.inp[1]
 
-    def squeeze(self, node, desc, inp, in_shape) -> Tracked | None:
-        if inp is None:
+    def flow_squeeze(self, c: _Call) -> Tracked | None:
+        if c.inp is None:
             return None
-        dim, lay = inp
-        arg = _arg(node, 1, "dim", None)
+        dim, lay = c.inp
+        in_shape = c.in_shape
+        arg = _arg(c.node, 1, "dim", None)
         if arg is None:
             dims: Any = range(len(in_shape))
         else:
             dims = [_norm_dim(d, len(in_shape)) for d in (arg if isinstance(arg, (tuple, list)) else [arg])]
         gone = [d for d in dims if in_shape[d] == 1]
         if dim in gone:
-            self.lock(lay, f"{desc} squeezes away the dim holding these channels")
+            self.lock(lay, f"{c.desc} squeezes away the dim holding these channels")
             return None
         return dim - sum(d < dim for d in gone), lay
 
@@ -722,6 +665,14 @@ def _flat_nodes(obj: Any) -> Iterator[fx.Node]:
     elif isinstance(obj, dict):
         for o in obj.values():
             yield from _flat_nodes(o)
+
+
+def _describe(node: fx.Node, module: nn.Module | None) -> str:
+    if module is not None:
+        return f"module {str(node.target)!r} ({type(module).__name__})"
+    if node.op == "call_method":
+        return f".{node.target}() at node {node.name!r}"
+    return f"{getattr(node.target, '__name__', node.target)} at node {node.name!r}"
 
 
 def _arg(node: fx.Node, pos: int, name: str, default: Any) -> Any:

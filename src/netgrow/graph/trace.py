@@ -14,60 +14,69 @@ import contextlib
 import copy
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import fx, nn
 
 from netgrow.errors import TraceError
+from netgrow.graph import rules
 
 log = logging.getLogger(__name__)
 
 SHAPE = "netgrow_shape"  # node.meta key: tuple of ints for a tensor value, None otherwise
 
 _ADVICE = (
-    "netgrow finds channel groups with torch.fx symbolic tracing, which needs a forward() without "
-    "Python control flow on tensor values (e.g. `if x.sum() > 0`), without tensor-to-Python conversions "
-    "(int(x), x.item(), len(x)) and without calls fx cannot proxy. Rewrite that part, or move it into a "
-    "submodule and make it a leaf with torch.fx.wrap / a custom Tracer."
+    "torch.fx cannot trace {name} while its forward() has Python control flow on tensor values "
+    "(e.g. `if x.sum() > 0`), tensor-to-Python conversions (int(x), x.item(), len(x)) or calls fx cannot "
+    "proxy. Rewrite that part, or move it into a submodule and register a netgrow.LayerRule for its class "
+    "(a class with a rule is traced as one call)."
 )
-
-# Layers whose output has their input's shape. On the meta device they are skipped: some of them
-# (BatchNorm, Linear) have Python meta kernels whose first use imports much of torch (seconds).
-_SAME_SHAPE = (
-    nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm, nn.GroupNorm,
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
-    nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.PReLU, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-)  # fmt: skip
 _FORWARD_HOOKS = (
     "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
     "_forward_pre_hooks_with_kwargs",
 )  # fmt: skip
 
 
-def trace(model: nn.Module) -> fx.Graph:
-    """Symbolically trace ``model``; raise ``TraceError`` with fx's message and advice on failure."""
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, keeping modules with a netgrow rule and the ``leaves`` paths as single calls."""
+
+    def __init__(self, leaves: frozenset[str]):
+        super().__init__()
+        self.leaves = leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return qualname in self.leaves or rules.is_leaf_class(type(m)) or super().is_leaf_module(m, qualname)
+
+
+def trace(model: nn.Module, leaves: Iterable[str] = ()) -> fx.Graph:
+    """Symbolically trace ``model``; raise ``TraceError`` with fx's message and advice on failure.
+
+    ``leaves``: extra ``named_modules()`` paths kept as single ``call_module`` nodes.
+    """
     if not isinstance(model, nn.Module):
         raise TraceError(f"expected a torch.nn.Module, got {type(model).__name__}; pass the model itself")
     try:
-        return fx.Tracer().trace(model)
+        return _Tracer(frozenset(leaves)).trace(model)
     except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, ... depending on the cause
         name = type(model).__name__
-        raise TraceError(f"torch.fx could not trace {name}: {type(exc).__name__}: {exc}. {_ADVICE}") from exc
+        advice = _ADVICE.format(name=name)
+        raise TraceError(f"torch.fx could not trace {name}: {type(exc).__name__}: {exc}. {advice}") from exc
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration, then every submodule's own ``training`` flag back."""
-    flags = [(m, m.training) for m in model.modules()]
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Put models in eval mode and restore every submodule's own ``training`` flag afterwards."""
+    saved = [[(m, m.training) for m in model.modules()] for model in models]
     try:
-        model.eval()
+        for model in models:
+            model.eval()
         yield
     finally:
-        for m, flag in flags:
-            m.training = flag
+        for flags in saved:
+            for m, flag in flags:
+                m.training = flag
 
 
 class _ShapeRecorder(fx.Interpreter):
@@ -79,8 +88,11 @@ class _ShapeRecorder(fx.Interpreter):
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         x = args[0] if len(args) == 1 and not kwargs else None
         if isinstance(x, torch.Tensor) and x.is_meta:
+            # Layers whose output has their input's shape are skipped on the meta device: some of them
+            # (BatchNorm, Linear) have Python meta kernels whose first use imports much of torch (seconds).
             m = self.fetch_attr(target)
-            if isinstance(m, _SAME_SHAPE):
+            rule = rules.module_rule(m)
+            if rule is not None and rule.keeps_shape:
                 return x
             if type(m) is nn.Linear and x.dim() >= 1 and x.shape[-1] == m.in_features:  # same reason
                 return x.new_empty((*x.shape[:-1], m.out_features))
@@ -90,7 +102,7 @@ class _ShapeRecorder(fx.Interpreter):
 def propagate_shapes(root: nn.Module, graph: fx.Graph, example_input: Any) -> None:
     """Interpret ``graph`` over ``root`` on ``example_input`` (eval, no grad); store shapes in ``node.meta``."""
     try:
-        with _eval_mode(root), torch.no_grad():
+        with eval_mode(root), torch.no_grad():
             _ShapeRecorder(root, graph=graph).run(example_input)
     except Exception as exc:
         shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input).__name__

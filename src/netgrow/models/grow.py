@@ -38,13 +38,16 @@ from netgrow.models.gpt_grow import grow_gpt
 from netgrow.models.registry import architecture, list_models
 from netgrow.models.resnet import DEPTHS, blocks_per_stage
 from netgrow.models.vgg import STAGES, stage_layout
+from netgrow.ops.deepen import collect_channel_stats, identity_block, zero_init_residual_block
 from netgrow.ops.modules import clone
 from netgrow.ops.param_map import ParamSource, set_param_map
 from netgrow.ops.replay import example_input as record_input
+from netgrow.ops.replay import register_replay
 from netgrow.ops.verify import verify_preserved
 from netgrow.spec import append_record, growth_log
 
 log = logging.getLogger(__name__)
+register_replay("grow", __name__)  # so netgrow.load can rebuild a grown family member
 
 PATHS = {"vgg": list(STAGES), "resnet": [f"resnet{d}" for d in DEPTHS]}
 
@@ -83,7 +86,6 @@ def _tensor_names(module: nn.Module) -> list[str]:
 
 def _grow_vgg(model: nn.Module, target: str, data: Iterable[Any] | None) -> dict[str, str | None]:
     """Insert identity triples into ``model.features`` in place; returns {new tensor name: old name or None}."""
-    from netgrow.ops.deepen import collect_channel_stats, identity_block  # deepen imports this package
 
     features: nn.Sequential = model.features  # type: ignore[assignment]
     stages = stage_layout(features)
@@ -116,7 +118,6 @@ def _grow_vgg(model: nn.Module, target: str, data: Iterable[Any] | None) -> dict
 
 def _grow_resnet(model: nn.Module, target: str) -> dict[str, str | None]:
     """Append zero-init basic blocks to every stage of ``model`` in place; returns {new tensor name: None}."""
-    from netgrow.ops.deepen import zero_init_residual_block  # deepen imports this package
 
     fresh: dict[str, str | None] = {}
     want = blocks_per_stage(int(target.removeprefix("resnet")))

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from torch import nn
 
 from netgrow.errors import NetgrowValueError
+from netgrow.graph.output import output_layer as graph_output_layer
+from netgrow.graph.output import register_output_resolver
 from netgrow.spec import get_spec, set_base
 
 log = logging.getLogger(__name__)
@@ -164,12 +166,15 @@ def output_layer(model: nn.Module) -> str:
     """The ``named_modules()`` name of the final classifier layer.
 
     netgrow's classifier families all call it ``"classifier"``; the GPT's head is its tied token embedding
-    ``"wte"``; for any other model the layer is found by tracing
-    (``netgrow.ops.expand.find_output_layer``).
+    ``"wte"``; for any other model the layer is found by tracing (``netgrow.graph.output.find_output_layer``).
     """
-    base = get_spec(model)["base"]
-    if base is not None:
-        return _OUTPUT_LAYERS.get(base["family"], _OUTPUT_LAYER)
-    from netgrow.ops.expand import find_output_layer  # ops sit above models; import only when needed
+    return graph_output_layer(model)
 
-    return find_output_layer(model)
+
+def _family_output_layer(model: nn.Module) -> str | None:
+    base = get_spec(model)["base"]
+    return None if base is None else _OUTPUT_LAYERS.get(base["family"], _OUTPUT_LAYER)
+
+
+# the growth ops (a layer below) ask netgrow.graph for the output layer; tell it about the families
+register_output_resolver(_family_output_layer)

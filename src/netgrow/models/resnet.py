@@ -3,7 +3,7 @@
 A 3x3 stem conv (16 channels), three stages ``layer1..layer3`` of n basic blocks with 16/32/64 channels
 (x width; stages 2 and 3 start with stride 2), global average pooling and a ``Linear`` classifier;
 depth = 6n + 2. Shortcuts that change shape use option B (1x1 conv + BN projection, see
-``netgrow.models.blocks.BasicBlock``): a conv the channel-group engine can widen. That adds 2,752
+``netgrow.ops.blocks.BasicBlock``): a conv the channel-group engine can widen. That adds 2,752
 parameters to every depth at width 1 over the paper's option A (zero padding): ResNet-20 has 272,474
 parameters on CIFAR-10 (published 0.27M), ResNet-56 855,770 (published 0.85M).
 """

@@ -41,40 +41,22 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.fx
 from torch import nn
 
 from netgrow.errors import DataError, NetgrowValueError
 from netgrow.graph.example_input import check_example_input
-from netgrow.models.blocks import BasicBlock, batchnorm, conv
-from netgrow.ops.expand import output_tail, trace
+from netgrow.graph.insertion import insertion_context, refuse
+from netgrow.graph.trace import eval_mode
+from netgrow.ops.blocks import BasicBlock, batchnorm, conv
 from netgrow.ops.modules import clone, get_module, set_module
 from netgrow.ops.param_map import ParamSource, identity_map, set_param_map
 from netgrow.ops.replay import example_input as record_input
-from netgrow.ops.verify import eval_mode, verify_preserved
+from netgrow.ops.verify import verify_preserved
 from netgrow.spec import append_record
 
 log = logging.getLogger(__name__)
 
-_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _BN = nn.modules.batchnorm._BatchNorm
-_IDEMPOTENT = (nn.ReLU, nn.Hardtanh)  # nn.ReLU6 is a Hardtanh
-# modules and functions that pass a value range through unchanged (max/avg of values in [a, b] stay in it)
-_PASS_MODULES = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.Flatten,
-)  # fmt: skip
-_PASS_FUNCTIONS = {
-    "flatten", "view", "reshape", "contiguous", "dropout", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
-}  # fmt: skip
-_FLATTENING = {"flatten", "view", "reshape"}
-_FUNCTIONAL_IDEMPOTENT = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_"}
-_FUNCTIONAL_OTHER = {
-    "sigmoid", "sigmoid_", "tanh", "tanh_", "gelu", "silu", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu",
-    "celu", "softplus", "mish", "hardswish", "hardsigmoid", "softsign", "logsigmoid", "softmax", "log_softmax",
-    "tanhshrink", "prelu", "rrelu", "glu",
-}  # fmt: skip
-_FIX = "deepen after a layer followed by ReLU/ReLU6/Hardtanh modules, or after a layer with no activation"
 
 
 # --------------------------------------------------------------------------------------- block builders
@@ -272,113 +254,6 @@ class InsertionPoint:
     pre_act: nn.Module | None = None
 
 
-def _refuse(model: nn.Module, after: str, why: str, fix: str = _FIX) -> NetgrowValueError:
-    where = f"after {after!r} in {type(model).__name__}"
-    return NetgrowValueError(f"deepen: cannot insert an identity layer {where}: {why}; {fix}")
-
-
-def _op_name(node: torch.fx.Node) -> str:
-    t = node.target
-    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
-
-
-def _is_activation(mod: nn.Module) -> bool:
-    return isinstance(mod, _IDEMPOTENT) or type(mod).__module__ == "torch.nn.modules.activation"
-
-
-def _functional_act(node: torch.fx.Node) -> nn.Module:
-    """The module equivalent of an idempotent functional activation node."""
-    name = _op_name(node).rstrip("_")
-    if name == "relu":
-        return nn.ReLU()
-    if name == "relu6":
-        return nn.ReLU6()
-    lo = node.kwargs.get("min_val", node.args[1] if len(node.args) > 1 else -1.0)
-    hi = node.kwargs.get("max_val", node.args[2] if len(node.args) > 2 else 1.0)
-    return nn.Hardtanh(float(lo), float(hi))
-
-
-def _first_node(node: torch.fx.Node) -> torch.fx.Node | None:
-    arg = node.args[0] if node.args else None
-    return arg if isinstance(arg, torch.fx.Node) else None
-
-
-def _find_norm(node: torch.fx.Node | None, modules: dict[str, nn.Module], depth: int = 6) -> nn.Module | None:
-    """A BatchNorm feeding ``node`` through activations, pass-through ops or adds (a residual sum)."""
-    if node is None or depth == 0 or node.op not in ("call_module", "call_function", "call_method"):
-        return None
-    if node.op == "call_module":
-        mod = modules[str(node.target)]
-        if isinstance(mod, _BN):
-            return mod
-        if isinstance(mod, _PASS_MODULES) or _is_activation(mod):
-            return _find_norm(_first_node(node), modules, depth - 1)
-        return None
-    for arg in node.all_input_nodes:
-        found = _find_norm(arg, modules, depth - 1)
-        if found is not None:
-            return found
-    return None
-
-
-def _describe(
-    model: nn.Module, after: str, node: torch.fx.Node, modules: dict[str, nn.Module]
-) -> tuple[nn.Module | None, nn.Module | None, nn.Module | None, bool]:
-    """(activation, batchnorm, layer, flattened) of the value ``node`` computes, walking backwards."""
-    flattened = False
-    while True:  # skip ops that keep the value range
-        if node.op == "call_module":
-            mod = modules[str(node.target)]
-            if not isinstance(mod, _PASS_MODULES):
-                break
-            flattened |= isinstance(mod, nn.Flatten)
-        elif node.op in ("call_function", "call_method") and _op_name(node) in _PASS_FUNCTIONS:
-            flattened |= _op_name(node) in _FLATTENING
-        else:
-            break
-        prev = _first_node(node)
-        if prev is None:
-            return None, None, None, flattened
-        node = prev
-    if node.op == "call_module" and list(modules[str(node.target)].children()):
-        # `after` is a container traced as one call: describe its own output
-        inner = trace(modules[str(node.target)])
-        out = next(n for n in inner.graph.nodes if n.op == "output").args[0]
-        if not isinstance(out, torch.fx.Node):
-            raise _refuse(model, after, "the module does not return a single tensor")
-        act, norm, layer, inner_flat = _describe(model, after, out, dict(inner.named_modules()))
-        return act, norm, layer, flattened or inner_flat
-    act: nn.Module | None = None
-    if node.op == "call_module" and _is_activation(mod := modules[str(node.target)]):
-        if not isinstance(mod, _IDEMPOTENT):
-            why = (
-                f"its value comes from {type(mod).__name__} ({node.target!r}), which is not idempotent "
-                "(phi(phi(v)) != phi(v)), so no identity layer of that kind exists there"
-            )
-            raise _refuse(model, after, why)
-        act = copy.deepcopy(mod)
-    elif node.op in ("call_function", "call_method"):
-        name = _op_name(node)
-        if name in _FUNCTIONAL_OTHER:
-            raise _refuse(model, after, f"its value comes from the functional {name}, which is not idempotent")
-        if name in _FUNCTIONAL_IDEMPOTENT:
-            act = _functional_act(node)
-    if act is not None:
-        node = _first_node(node) or node
-    norm = _find_norm(node, modules)
-    layer = None
-    producer = node
-    while producer is not None and producer.op == "call_module":
-        mod = modules[str(producer.target)]
-        if isinstance(mod, _LAYERS):
-            layer = mod
-            break
-        if not isinstance(mod, _BN):
-            break
-        producer = _first_node(producer)
-    return act, norm, layer, flattened
-
-
 def find_insertion_point(model: nn.Module, after: str, example_input: torch.Tensor) -> InsertionPoint:
     """Resolve ``after`` to the module whose output is the insertion point (see the module docstring)."""
     if not after:
@@ -386,71 +261,9 @@ def find_insertion_point(model: nn.Module, after: str, example_input: torch.Tens
     mod = get_module(model, after)
     while isinstance(mod, nn.Sequential) and len(mod):  # a Sequential's output is its last module's
         after, mod = f"{after}.{len(mod) - 1}", mod[-1]
-    gm = trace(model, leaves={after} if list(mod.children()) else set())
-    modules = dict(gm.named_modules())
-    calls: dict[str, int] = {}
-    for n in gm.graph.nodes:
-        if n.op == "call_module":
-            calls[str(n.target)] = calls.get(str(n.target), 0) + 1
-    shared_fix = "give each call site its own module, or deepen after another module"
-    pre_act: nn.Module | None = None
-    if calls.get(after, 0) != 1:
-        why = "it is never called in forward" if after not in calls else f"it is called {calls[after]} times in forward"
-        raise _refuse(model, after, why, shared_fix)
-    node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == after)
-
-    layer_node, tail, _ = output_tail(gm)
-    if node in tail:
-        raise _refuse(
-            model, after,
-            f"it is the output layer or after it (the output layer is {getattr(layer_node, 'target', None)!r}): "
-            "an identity there only adds a linear map on the logits",
-            "deepen after a hidden layer, or use expand_classes to grow the output layer",
-        )  # fmt: skip
-
-    while True:  # move past the BatchNorm / activation modules that consume `after`
-        cur = modules[str(node.target)]
-        if _is_activation(cur) or len(node.users) != 1:
-            break
-        (user,) = node.users
-        if user.op == "call_module":
-            nxt = modules[str(user.target)]
-            norm_next = isinstance(nxt, _BN) and isinstance(cur, _LAYERS)
-            act_next = _is_activation(nxt) and isinstance(cur, (*_LAYERS, _BN))
-            if not (norm_next or act_next):
-                break
-            if calls[str(user.target)] != 1:
-                why = f"it feeds {user.target!r}, which is called {calls[str(user.target)]} times in forward"
-                raise _refuse(model, after, why, shared_fix)
-            node = user
-        elif (
-            isinstance(cur, (*_LAYERS, _BN))
-            and user.op in ("call_function", "call_method")
-            and _op_name(user) in _FUNCTIONAL_IDEMPOTENT
-        ):
-            # A functional activation in forward cannot be wrapped, but since it is idempotent the module
-            # can apply it itself: path -> Sequential(old, act, block), and forward's act(act(v)) == act(v).
-            pre_act = _functional_act(user)
-            break
-        elif (
-            isinstance(cur, (*_LAYERS, _BN))
-            and user.op in ("call_function", "call_method")
-            and _op_name(user) in _FUNCTIONAL_OTHER
-        ):
-            raise _refuse(
-                model, after,
-                f"its output goes through the functional {_op_name(user)} in forward, which is not idempotent "
-                "(phi(phi(v)) != phi(v)), so no identity layer of that kind exists there",
-            )  # fmt: skip
-        else:
-            break
-    path = str(node.target)
-    act, norm, layer, flattened = _describe(model, after, node, modules)
-    if pre_act is not None:
-        act = pre_act
-
+    ctx = insertion_context(model, after)
     captured: list[torch.Tensor] = []
-    handle = get_module(model, path).register_forward_hook(
+    handle = get_module(model, ctx.path).register_forward_hook(
         lambda _m, _i, out: captured.append(out[0] if isinstance(out, (tuple, list)) else out)
     )
     try:
@@ -459,21 +272,22 @@ def find_insertion_point(model: nn.Module, after: str, example_input: torch.Tens
     finally:
         handle.remove()
     out = captured[0]
-    if pre_act is not None:
-        out = pre_act(out)
+    if ctx.pre_act is not None:
+        out = ctx.pre_act(out)
+    layer, norm = ctx.layer, ctx.norm
     if isinstance(layer, nn.Linear) or out.dim() == 2:
         dim = 0
     elif out.dim() in (3, 4):
         dim = out.dim() - 2
     else:
         why = f"its output has shape {tuple(out.shape)}; only (N, F), (N, C, L) and (N, C, H, W) are supported"
-        raise _refuse(model, after, why)
-    if flattened or (dim == 0 and out.dim() != 2):
+        raise refuse(model, after, why)
+    if ctx.flattened or (dim == 0 and out.dim() != 2):
         norm = None  # a BatchNorm over flattened features would not be the model's own kind
     if layer is not None and layer.weight.dim() != (2 if dim == 0 else dim + 2):
         layer = None  # e.g. a conv before a flatten: its kernel says nothing about the inserted Linear
     channels = out.shape[-1] if dim == 0 else out.shape[1]
-    return InsertionPoint(path, dim, int(channels), act, norm, layer, out.dtype, out.device, pre_act)
+    return InsertionPoint(ctx.path, dim, int(channels), ctx.act, norm, layer, out.dtype, out.device, ctx.pre_act)
 
 
 # ---------------------------------------------------------------------------------------------- the op
@@ -519,7 +333,7 @@ def deepen(
     new = clone(model)
     point = find_insertion_point(new, after, example_input)
     if kind == "residual" and point.dim == 0:
-        raise _refuse(model, after, "kind='residual' needs a Conv1d/Conv2d feature map there", "use kind='layer'")
+        raise refuse(model, after, "kind='residual' needs a Conv1d/Conv2d feature map there", "use kind='layer'")
     old = get_module(new, point.path)
     head = [old] if point.pre_act is None else [old, point.pre_act]
     if point.pre_act is not None:  # so the statistics below see the block's input, after the activation

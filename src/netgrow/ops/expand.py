@@ -1,6 +1,6 @@
 """Output-layer expansion for new classes (cumulative training, Feng & Panda section III.A).
 
-The output layer is the Linear/Conv whose output is the network output. It gets ``num_classes`` rows: the
+The output layer is the Linear/Conv whose output is the network output (``netgrow.graph.output``). It gets ``num_classes`` rows: the
 old rows and biases are copied exactly (so the old logits are bit-identical) and the new rows are
 initialised like the layer's own default init, seeded. Net2WiderNet-style replication is deliberately not
 used for the softmax layer: the paper found it interferes with convergence.
@@ -19,108 +19,20 @@ import logging
 from typing import Any
 
 import torch
-import torch.fx
 from torch import nn
 
-from netgrow.errors import NetgrowTypeError, NetgrowValueError, TraceError, VerificationError
+from netgrow.errors import NetgrowTypeError, NetgrowValueError, VerificationError
 from netgrow.graph.example_input import check_example_input
+from netgrow.graph.output import find_output_layer, output_layer  # noqa: F401 (find_output_layer: re-exported)
+from netgrow.graph.trace import eval_mode
+from netgrow.ops import rules
 from netgrow.ops.modules import clone, get_module, set_module
 from netgrow.ops.param_map import DimMap, ParamSource, identity_map, set_param_map
 from netgrow.ops.replay import example_input as record_input
-from netgrow.ops.verify import eval_mode, tolerance
-from netgrow.spec import append_record, get_spec
+from netgrow.ops.verify import tolerance
+from netgrow.spec import append_record
 
 log = logging.getLogger(__name__)
-
-_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-# ops between the output layer and the network output that act on each class's logit separately
-_SHAPE_OPS = {
-    "flatten", "view", "reshape", "squeeze", "contiguous", "dropout", "float", "to", "sigmoid", "tanh", "relu",
-}  # fmt: skip
-_SHAPE_MODULES = (
-    nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-)  # fmt: skip
-_CROSS_CLASS_ACTIVATIONS = (nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.MultiheadAttention)
-
-
-def _op_name(node: torch.fx.Node) -> str:
-    target = node.target
-    return target if isinstance(target, str) else getattr(target, "__name__", str(target))
-
-
-def output_tail(gm: torch.fx.GraphModule) -> tuple[torch.fx.Node | None, list[torch.fx.Node], str | None]:
-    """Walk back from the graph output through single-input ops to the output layer.
-
-    Returns ``(layer_node, tail, blocker)``: the call of the output Linear/Conv (or None), the nodes
-    visited from the output back to it (inclusive), and a description of the first op on that walk that
-    mixes classes or is unknown (None when every op acts on each class separately).
-    """
-    modules = dict(gm.named_modules())
-    out = next(n for n in gm.graph.nodes if n.op == "output")
-    node = out.args[0]
-    if isinstance(node, (tuple, list)) and node:
-        node = node[0]
-    tail: list[torch.fx.Node] = []
-    blocker: str | None = None
-    while isinstance(node, torch.fx.Node):
-        tail.append(node)
-        if node.op == "call_module":
-            mod = modules[str(node.target)]
-            if isinstance(mod, _LAYERS):
-                return node, tail, blocker
-            is_act = type(mod).__module__ == "torch.nn.modules.activation"
-            elementwise = is_act and not isinstance(mod, _CROSS_CLASS_ACTIVATIONS)
-            if not (isinstance(mod, _SHAPE_MODULES) or elementwise):
-                blocker = blocker or f"module {node.target!r} ({type(mod).__name__})"
-        elif node.op in ("call_function", "call_method"):
-            if _op_name(node) not in _SHAPE_OPS:
-                blocker = blocker or f"operation {_op_name(node)!r}"
-        else:
-            break
-        if blocker is None:
-            node = node.args[0] if node.args else None  # the data input (later args may be sizes)
-            continue
-        inputs = [a for a in node.args if isinstance(a, torch.fx.Node)]
-        if len(inputs) != 1:
-            break
-        node = inputs[0]
-    return None, tail, blocker
-
-
-def trace(model: nn.Module, leaves: set[str] | None = None) -> torch.fx.GraphModule:
-    """``torch.fx`` trace of ``model`` (``leaves``: extra module names kept as single calls)."""
-    extra = leaves or set()
-
-    class _Tracer(torch.fx.Tracer):
-        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-            return qualname in extra or super().is_leaf_module(m, qualname)
-
-    try:
-        graph = _Tracer().trace(model)
-    except Exception as exc:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
-        raise TraceError(
-            f"torch.fx cannot trace {type(model).__name__}: {exc}. Make forward traceable (no control flow "
-            "on tensor values), or wrap the untraceable part in a submodule."
-        ) from exc
-    return torch.fx.GraphModule(model, graph)
-
-
-def find_output_layer(model: nn.Module) -> str:
-    """The ``named_modules()`` name of the Linear/Conv whose output is the network output (via torch.fx)."""
-    layer, _, blocker = output_tail(trace(model))
-    if layer is None:
-        raise NetgrowValueError(
-            f"cannot find the output layer of {type(model).__name__}: walking back from the output reaches "
-            f"{blocker} before any Linear/Conv; make the last layer a Linear or Conv"
-        )
-    if blocker is not None:
-        raise NetgrowValueError(
-            f"the output of {type(model).__name__}'s last layer {layer.target!r} goes through {blocker}, which "
-            "mixes or transforms classes, so new rows would change the old outputs; return the raw logits "
-            "from forward (apply softmax in the loss)"
-        )
-    return str(layer.target)
-
 
 def _fresh_layer(layer: nn.Module, num_classes: int, seed: int | None) -> nn.Module:
     """A layer like ``layer`` with ``num_classes`` outputs, default-initialised on CPU (seeded)."""
@@ -149,18 +61,14 @@ def expand_classes(
     The old logits are checked on ``example_input`` (eval mode).
     """
     check_example_input(model, example_input, "expand_classes")
-    if get_spec(model)["base"] is not None:
-        from netgrow.models.registry import output_layer
-
-        path = output_layer(model)
-    else:
-        path = find_output_layer(model)
+    path = output_layer(model)
     layer = get_module(model, path)
-    if not isinstance(layer, _LAYERS):
+    if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)):  # the layers _fresh_layer can rebuild
         raise NetgrowTypeError(
             f"output layer {path!r} is a {type(layer).__name__}; expand_classes needs a Linear or Conv"
         )
-    current = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+    out_tensors = rules.rule_for(layer).out_tensors  # {tensor: its output-class dim}, from the registry
+    current = getattr(layer, next(iter(out_tensors))).shape[next(iter(out_tensors.values()))]
     if not isinstance(num_classes, int) or num_classes <= current:
         raise NetgrowValueError(
             f"expand_classes: output layer {path!r} already has {current} classes, got num_classes={num_classes!r}; "
@@ -176,9 +84,9 @@ def expand_classes(
     fresh = _fresh_layer(old_layer, num_classes, seed)
     fresh.train(old_layer.training)
     with torch.no_grad():
-        fresh.weight[:current] = old_layer.weight
-        if old_layer.bias is not None:
-            fresh.bias[:current] = old_layer.bias
+        for name, dim in out_tensors.items():
+            if getattr(old_layer, name, None) is not None:
+                getattr(fresh, name).narrow(dim, 0, current).copy_(getattr(old_layer, name))
     set_module(new, path, fresh)
 
     append_record(
@@ -195,9 +103,9 @@ def expand_classes(
     pm = identity_map(new)
     index = torch.cat([torch.arange(current), torch.full((num_classes - current,), -1)])
     ones = torch.ones(num_classes, dtype=torch.float64)
-    for name in ("weight", "bias"):
+    for name, dim in out_tensors.items():
         if getattr(fresh, name, None) is not None:
-            pm[f"{path}.{name}"] = ParamSource(f"{path}.{name}", [DimMap(0, index, ones, ones)])
+            pm[f"{path}.{name}"] = ParamSource(f"{path}.{name}", [DimMap(dim, index, ones, ones)])
     set_param_map(new, pm)
     _check_old_logits(model, new, example_input, current)
     log.info("expand_classes: %s %d -> %d classes", path, current, num_classes)

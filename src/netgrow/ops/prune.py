@@ -16,12 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from netgrow.errors import NetgrowTypeError, NetgrowValueError, VerificationError
+from netgrow.errors import LockedGroupError, NetgrowTypeError, NetgrowValueError, VerificationError
 from netgrow.graph.groups import ChannelGraph, ChannelGroup, analyse
 from netgrow.ops.param_map import set_param_map
+from netgrow.ops.rules import producer_weight
 from netgrow.ops.replay import example_input as zeros_input
-from netgrow.ops.verify import eval_mode
-from netgrow.ops.widen import GroupMap, check_model_and_input, dtype_name, group_for_name, resize_groups
+from netgrow.graph.trace import eval_mode
+from netgrow.ops.widen import GroupMap, check_model_and_input, dtype_name, group_for_name, locked_reasons, resize_groups
 from netgrow.spec import append_record
 
 log = logging.getLogger(__name__)
@@ -30,21 +31,21 @@ CRITERIA = ("l1",)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def _conv_produced(model: nn.Module, group: ChannelGroup) -> bool:
+    return all(isinstance(model.get_submodule(p), _CONVS) for p in group.producers)
+
+
 def prunable_groups(graph: ChannelGraph, model: nn.Module) -> list[ChannelGroup]:
     """Hidden, unlocked groups whose producers are all convolutions and with no LayerNorm/GroupNorm."""
-    return [
-        g
-        for g in graph.groups
-        if g.resizable and not g.uniform and all(isinstance(model.get_submodule(p), _CONVS) for p in g.producers)
-    ]
+    return [g for g in graph.groups if g.resizable and not g.uniform and _conv_produced(model, g)]
 
 
 def filter_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     """L1 norm of each output channel's filter, summed over the group's producers (float64, on CPU)."""
     score = torch.zeros(group.width, dtype=torch.float64)
     for name in group.producers:
-        w = model.get_submodule(name).weight.detach()
-        score += w.abs().flatten(1).sum(1).double().cpu()
+        w, dim = producer_weight(model.get_submodule(name))
+        score += w.detach().movedim(dim, 0).abs().flatten(1).sum(1).double().cpu()
     return score
 
 
@@ -73,7 +74,7 @@ def prune(
     """A copy of ``model`` with ``ratio`` of the filters of every prunable conv group removed.
 
     ``ratio`` in [0, 1). The output layer is never pruned; locked groups and groups under LayerNorm or
-    GroupNorm are left alone. With ``verify_runs`` the result is run on ``example_input`` (eval mode) and
+    GroupNorm are left alone, and when that leaves no conv group to prune, ``LockedGroupError`` lists why. With ``verify_runs`` the result is run on ``example_input`` (eval mode) and
     must give an output of the same shape. The record holds the new width of every pruned group.
 
     Example::
@@ -96,10 +97,17 @@ def prune(
         raise NetgrowValueError(f"prune: unknown criterion {criterion!r}; use one of {CRITERIA}")
 
     graph = analyse(model, example_input)
+    prunable = prunable_groups(graph, model)
+    conv_groups = [g for g in graph.groups if g.producers and not g.is_output and _conv_produced(model, g)]
+    if not prunable and conv_groups:
+        raise LockedGroupError(
+            f"prune: nothing in {type(model).__name__} can be pruned, every hidden conv channel group is locked "
+            f"or normalised: {locked_reasons(conv_groups)}. Change the model so these reasons go away"
+        )
     maps: dict[int, GroupMap] = {}
     widths: dict[str, int] = {}
     pruned = 0
-    for g in prunable_groups(graph, model):
+    for g in prunable:
         keep = max(1, g.width - round(float(ratio) * g.width))
         if keep == g.width:
             continue

@@ -15,15 +15,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from netgrow.errors import CheckpointError
+from netgrow.errors import CheckpointError, NetgrowValueError
 
+# op name -> the module defining its replay(); layers above register their own ops (netgrow.models: "grow")
 OP_MODULES = {
     "widen": "netgrow.ops.widen",
     "prune": "netgrow.ops.prune",
     "deepen": "netgrow.ops.deepen",
     "expand_classes": "netgrow.ops.expand",
-    "grow": "netgrow.models.grow",
 }
+
+
+def register_replay(op: str, module: str) -> None:
+    """Make ``replay_log`` replay records of ``op`` with ``module``'s ``replay(model, record)``."""
+    if OP_MODULES.setdefault(op, module) != module:
+        raise NetgrowValueError(f"growth op {op!r} is already replayed by {OP_MODULES[op]}; pick another op name")
 
 
 def example_input(record: dict[str, Any]) -> torch.Tensor:

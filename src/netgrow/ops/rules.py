@@ -1,4 +1,4 @@
-"""The rule table: how each layer type's tensors follow a channel mapping.
+"""Resizing one module's tensors by a channel mapping, as its registry rule says.
 
 Widening and pruning describe a change of a channel dimension as a ``DimMap`` (new position j takes old
 position ``index[j]``, scaled by ``weight_scale[j]``; ``-1`` marks a fresh unit). A layer meets such a
@@ -9,9 +9,9 @@ map in one of three *roles*:
 - ``"pass"`` it carries per-channel tensors (BatchNorm weight/bias/running stats, LayerNorm/GroupNorm
   affine, PReLU slopes, depthwise-conv filters).
 
-Each layer type has one ``Rule`` in ``RULES`` saying which of its tensors are indexed along which dim in
-each role, which attributes hold the widths, and how fresh units are initialised (random pad). Adding a
-layer type is one entry in ``RULES``. The functional aliases ``resize_out``, ``resize_in`` and
+Which of a layer's tensors are indexed along which dim in each role, which attributes hold the widths and
+how fresh units are initialised (random pad) is its ``LayerRule`` in the one registry,
+``netgrow.graph.rules`` (``netgrow.register_rule`` for a user's own layer). The functional aliases ``resize_out``, ``resize_in`` and
 ``passthrough`` resize one module in place::
 
     >>> import torch
@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from typing import Literal
 
 import torch
 from torch import nn
 
 from netgrow.errors import NetgrowTypeError
+from netgrow.graph.rules import MODULE_RULES, LayerRule, module_rule
 from netgrow.ops.param_map import DimMap, ParamSource, gather
 
 log = logging.getLogger(__name__)
@@ -41,135 +41,23 @@ Role = Literal["out", "in", "pass"]
 Plan = dict[str, list[DimMap]]  # tensor attribute name -> the maps of its resized dims
 
 
-class Rule:
-    """How one layer type's tensors follow channel maps. Subclasses fill ``tensors`` and ``widths``."""
-
-    # role -> {tensor attribute: dim indexed by the channels}; "pass" dims are relative to param_dim
-    tensors: dict[str, dict[str, int]] = {}
-    # role -> attribute names holding the width that role changes
-    widths: dict[str, tuple[str, ...]] = {}
-
-    def dims(self, module: nn.Module, role: Role, param_dim: int = 0) -> dict[str, int]:
-        table = self.tensors.get(role)
-        if table is None:
-            raise NetgrowTypeError(
-                f"{type(module).__name__} has no {role!r} channel dimension netgrow can resize; "
-                f"it can be resized as {sorted(self.tensors)}"
-            )
-        return {name: d + (param_dim if role == "pass" else 0) for name, d in table.items()}
-
-    def set_width(self, module: nn.Module, role: Role, new: int, param_dim: int = 0) -> None:
-        for attr in self.widths.get(role, ()):
-            setattr(module, attr, new)
-
-    def fresh(
-        self, module: nn.Module, name: str, shape: torch.Size, dtype: torch.dtype, gen: torch.Generator | None
-    ) -> torch.Tensor:
-        """Values for fresh (index -1) entries of tensor ``name`` in its new ``shape``, on the CPU."""
-        raise NotImplementedError
+def rule_for(module: nn.Module) -> LayerRule:
+    """The registry rule of ``module``'s type, which must have tensors that follow channel maps."""
+    rule = module_rule(module)
+    if rule is None or not rule.has_tensors():
+        known = sorted({c.__name__ for c, r in MODULE_RULES.items() if not isinstance(r, LayerRule) or r.has_tensors()})
+        raise NetgrowTypeError(
+            f"netgrow has no resize rule for {type(module).__name__}; register one with netgrow.register_rule "
+            f"(known: {known})"
+        )
+    return rule
 
 
-class LinearRule(Rule):
-    """``nn.Linear``: weight (out, in), bias (out)."""
-
-    tensors = {"out": {"weight": 0, "bias": 0}, "in": {"weight": 1}}
-    widths = {"out": ("out_features",), "in": ("in_features",)}
-
-    def fresh(self, module, name, shape, dtype, gen):
-        # PyTorch's default init: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)), same for bias
-        fan_in = module.weight.shape[1] * math.prod(module.weight.shape[2:])
-        bound = 1.0 / math.sqrt(max(fan_in, 1))
-        return torch.empty(shape, dtype=dtype).uniform_(-bound, bound, generator=gen)
-
-
-class ConvRule(LinearRule):
-    """``nn.Conv1d/2d/3d`` (groups=1): weight (out, in, *k); depthwise (groups == channels) in role "pass"."""
-
-    tensors = {"out": {"weight": 0, "bias": 0}, "in": {"weight": 1}, "pass": {"weight": 0, "bias": 0}}
-    widths = {"out": ("out_channels",), "in": ("in_channels",), "pass": ("in_channels", "out_channels", "groups")}
-
-    def fresh(self, module, name, shape, dtype, gen):
-        if module.groups > 1:  # depthwise: fan_in is the kernel size
-            bound = 1.0 / math.sqrt(math.prod(module.kernel_size))
-            return torch.empty(shape, dtype=dtype).uniform_(-bound, bound, generator=gen)
-        return super().fresh(module, name, shape, dtype, gen)
-
-
-class BatchNormRule(Rule):
-    """``BatchNorm*``/``InstanceNorm*``: per-channel affine and running statistics."""
-
-    tensors = {"pass": {"weight": 0, "bias": 0, "running_mean": 0, "running_var": 0}}
-    widths = {"pass": ("num_features",)}
-    _fresh_value = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
-
-    def fresh(self, module, name, shape, dtype, gen):
-        return torch.full(shape, self._fresh_value[name], dtype=dtype)
-
-
-class GroupNormRule(BatchNormRule):
-    """``nn.GroupNorm``: per-channel affine; ``num_groups`` grows with the width (whole multiples only)."""
-
-    tensors = {"pass": {"weight": 0, "bias": 0}}
-
-    def set_width(self, module, role, new, param_dim=0):
-        old = module.num_channels
-        if (new * module.num_groups) % old:
-            raise NetgrowTypeError(
-                f"GroupNorm({module.num_groups}, {old}) cannot follow a width of {new}: "
-                f"GroupNorm groups only grow by whole multiples of the width"
-            )
-        module.num_groups = new * module.num_groups // old
-        module.num_channels = new
-
-
-class LayerNormRule(BatchNormRule):
-    """``nn.LayerNorm``: affine over ``normalized_shape``; the channels sit at ``param_dim`` of it."""
-
-    tensors = {"pass": {"weight": 0, "bias": 0}}
-
-    def set_width(self, module, role, new, param_dim=0):
-        shape = list(module.normalized_shape)
-        shape[param_dim] = new
-        module.normalized_shape = tuple(shape)
-
-
-class PReLURule(Rule):
-    """``nn.PReLU`` with one slope per channel."""
-
-    tensors = {"pass": {"weight": 0}}
-    widths = {"pass": ("num_parameters",)}
-
-    def fresh(self, module, name, shape, dtype, gen):
-        return torch.full(shape, 0.25, dtype=dtype)  # PyTorch's default init
-
-
-RULES: dict[type[nn.Module], Rule] = {
-    nn.Linear: LinearRule(),
-    nn.Conv1d: ConvRule(),
-    nn.Conv2d: ConvRule(),
-    nn.Conv3d: ConvRule(),
-    nn.BatchNorm1d: BatchNormRule(),
-    nn.BatchNorm2d: BatchNormRule(),
-    nn.BatchNorm3d: BatchNormRule(),
-    nn.SyncBatchNorm: BatchNormRule(),
-    nn.InstanceNorm1d: BatchNormRule(),
-    nn.InstanceNorm2d: BatchNormRule(),
-    nn.InstanceNorm3d: BatchNormRule(),
-    nn.GroupNorm: GroupNormRule(),
-    nn.LayerNorm: LayerNormRule(),
-    nn.PReLU: PReLURule(),
-}
-
-
-def rule_for(module: nn.Module) -> Rule:
-    """The rule of ``module``'s type (or of its nearest registered base class)."""
-    for cls in type(module).__mro__:
-        if cls in RULES:
-            return RULES[cls]
-    raise NetgrowTypeError(
-        f"netgrow has no resize rule for {type(module).__name__}; add one to netgrow.ops.rules.RULES "
-        f"(known: {sorted(c.__name__ for c in RULES)})"
-    )
+def producer_weight(module: nn.Module) -> tuple[torch.Tensor, int]:
+    """A producer's weight matrix (the out tensor also indexed by its inputs) and its output-channel dim."""
+    rule = rule_for(module)
+    name = next((t for t in rule.out_tensors if t in rule.in_tensors), next(iter(rule.out_tensors)))
+    return getattr(module, name), rule.out_tensors[name]
 
 
 @dataclasses.dataclass
@@ -276,12 +164,12 @@ def apply(
         else:
             dst._buffers[name] = new
     for role, n in module_plan.widths.items():
-        rule.set_width(dst, role, n, module_plan.param_dim)
+        rule.resize_width(dst, role, n, module_plan.param_dim)
     # fresh units last: their init may depend on the module's new shape (fan-in)
     with torch.no_grad():
         for name, mask in fresh.items():
             t = getattr(dst, name)
-            values = rule.fresh(dst, name, t.shape, t.dtype, gen).to(t.device)
+            values = rule.fresh_values(dst, name, t.shape, t.dtype, gen).to(t.device)
             t.copy_(torch.where(mask, values, t))
 
 
@@ -292,28 +180,31 @@ def _replicate_map(index: torch.Tensor, counts: torch.Tensor | None, role: Role)
     return DimMap.replicate(0, index, counts, role)
 
 
+def _resize_in_place(
+    module: nn.Module, role: Role, index: torch.Tensor, counts: torch.Tensor | None, param_dim: int,
+    gen: torch.Generator | None,
+) -> ModulePlan:
+    p = plan(module, {role: _replicate_map(index, counts, role)}, param_dim)
+    apply(module, module, p, gen=gen)
+    return p
+
+
 def resize_out(
     module: nn.Module, index: torch.Tensor, counts: torch.Tensor | None = None, gen: torch.Generator | None = None
 ) -> ModulePlan:
     """Resize ``module``'s output channels in place: new unit j copies old unit ``index[j]`` (-1: fresh)."""
-    p = plan(module, {"out": _replicate_map(index, counts, "out")})
-    apply(module, module, p, gen=gen)
-    return p
+    return _resize_in_place(module, "out", index, counts, 0, gen)
 
 
 def resize_in(
     module: nn.Module, index: torch.Tensor, counts: torch.Tensor | None = None, gen: torch.Generator | None = None
 ) -> ModulePlan:
     """Resize ``module``'s input channels in place; column j copies ``index[j]`` divided by ``counts[index[j]]``."""
-    p = plan(module, {"in": _replicate_map(index, counts, "in")})
-    apply(module, module, p, gen=gen)
-    return p
+    return _resize_in_place(module, "in", index, counts, 0, gen)
 
 
 def passthrough(
     module: nn.Module, index: torch.Tensor, param_dim: int = 0, gen: torch.Generator | None = None
 ) -> ModulePlan:
     """Resize ``module``'s per-channel tensors (norm statistics, depthwise filters, ...) in place."""
-    p = plan(module, {"pass": _replicate_map(index, None, "pass")}, param_dim)
-    apply(module, module, p, gen=gen)
-    return p
+    return _resize_in_place(module, "pass", index, None, param_dim, gen)

@@ -7,14 +7,15 @@ n units, which Net2WiderNet keeps in place.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
 from netgrow.errors import VerificationError
+from netgrow.graph.trace import eval_mode
+
+__all__ = ["eval_mode", "max_abs_diff", "tolerance", "verify_preserved"]
 
 
 def tolerance(reference: torch.Tensor, rel: float | None = None) -> float:
@@ -22,20 +23,6 @@ def tolerance(reference: torch.Tensor, rel: float | None = None) -> float:
     if rel is None:
         rel = 1e-10 if reference.dtype == torch.float64 else 1e-5
     return rel * (1.0 + float(reference.detach().abs().max()))
-
-
-@contextlib.contextmanager
-def eval_mode(*models: nn.Module) -> Iterator[None]:
-    """Put models in eval mode and restore every submodule's own ``training`` flag afterwards."""
-    saved = [[(m, m.training) for m in model.modules()] for model in models]
-    try:
-        for model in models:
-            model.eval()
-        yield
-    finally:
-        for flags in saved:
-            for m, flag in flags:
-                m.training = flag
 
 
 def _first_output(out: Any) -> torch.Tensor | None:

@@ -196,6 +196,12 @@ def resolve_widths(graph: ChannelGraph, model: nn.Module, widths: Any) -> dict[i
                 log.warning("widen: group %r keeps width %d: %s", g.name, g.width, g.uniform)
                 continue
             out[g.id] = q
+        hidden = [g for g in graph.groups if g.producers and not g.is_output]
+        if not out and hidden and all(g.locked for g in hidden):
+            raise LockedGroupError(
+                f"widen: every hidden channel group is locked, so nothing in {type(model).__name__} can be widened: "
+                f"{locked_reasons(hidden)}. Change the model so these reasons go away"
+            )
         return out
     named: dict[int, str] = {}
     for name, q in widths.items():
@@ -234,6 +240,11 @@ def resolve_widths(graph: ChannelGraph, model: nn.Module, widths: Any) -> dict[i
     return out
 
 
+def locked_reasons(groups: list[ChannelGroup]) -> str:
+    """``group 'conv1': <reason>; ...`` for an error that lists why each group cannot be resized."""
+    return "; ".join(f"group {g.name!r}: {g.reason or g.uniform}" for g in groups)
+
+
 def dtype_name(t: torch.Tensor) -> str:
     return str(t.dtype).removeprefix("torch.")
 
@@ -242,13 +253,14 @@ def dtype_name(t: torch.Tensor) -> str:
 def _add_noise(
     old: nn.Module, new: nn.Module, graph: ChannelGraph, maps: dict[int, GroupMap], noise: float, gen: torch.Generator
 ) -> None:
-    """Gaussian noise of std ``noise * std(W)`` on the copies' incoming weights (rows j >= n) only."""
+    """Gaussian noise of std ``noise * std(W)`` on the copies' incoming weights (units j >= n) only."""
     with torch.no_grad():
         for gid in maps:
             g = graph.groups[gid]
             for name in g.producers:
-                w_old, w_new = old.get_submodule(name).weight, new.get_submodule(name).weight
-                copies = w_new.narrow(0, g.width, w_new.shape[0] - g.width)
+                w_old, _ = rules.producer_weight(old.get_submodule(name))
+                w_new, dim = rules.producer_weight(new.get_submodule(name))
+                copies = w_new.narrow(dim, g.width, w_new.shape[dim] - g.width)
                 std = float(w_old.detach().double().std()) if w_old.numel() > 1 else 1.0
                 z = torch.randn(copies.shape, generator=gen, dtype=torch.float64) * (noise * std)
                 copies.add_(z.to(device=copies.device, dtype=copies.dtype))

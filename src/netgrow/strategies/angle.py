@@ -16,7 +16,7 @@ Example::
     >>> round(window_angle([0.50, 0.51, 0.52]), 3)   # 1 pp per epoch
     45.0
     >>> rule = AngleStopping(ws=3, gamma=0.5)
-    >>> rule([{"test_acc": a} for a in (0.50, 0.60, 0.70, 0.71, 0.71, 0.71)])
+    >>> rule([{"val_acc": a} for a in (0.50, 0.60, 0.70, 0.71, 0.71, 0.71)])
     True
 """
 
@@ -83,14 +83,15 @@ def _check_ws(ws: int) -> None:
 class AngleStopping:
     """A Trainer stopping rule: ``rule(history) -> bool`` with the angle criterion on ``history[key]``.
 
-    ``history`` is the stage's list of epoch rows (dicts with ``key``, default ``"test_acc"``).
+    ``history`` is the stage's list of epoch rows (dicts with ``key``, default ``"val_acc"``: the paper
+    decides on a validation split, never on the test set).
     ``min_epochs`` delays the first possible stop. ``angles`` records every window angle seen (for logs
     and reports).
     """
 
     ws: int = 3
     gamma: float = 0.5
-    key: str = "test_acc"
+    key: str = "val_acc"
     scale: float = 100.0
     min_epochs: int = 0
     angles: list[float] = field(default_factory=list)

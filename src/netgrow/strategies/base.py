@@ -136,6 +136,11 @@ class Experiment:
         self.class_counts = [int(k) for k in cfg.data.schedule] or [int(train_set.num_classes)]
         self._data = {"train": limit(train_set, cfg.data.limit_train, cfg.data.seed),
                       "test": limit(test_set, cfg.data.limit_test, cfg.data.seed + 1)}
+        val_fraction = getattr(cfg.data, "val_fraction", 0.0)
+        if val_fraction > 0:  # every decision reads this hold-out; the test set is only reported
+            from netgrow.data import split
+
+            self._data["train"], self._data["val"] = split(self._data["train"], val_fraction, seed=cfg.data.seed)
         self._subsets: dict[tuple[str, int], Any] = {}
         self.class_order = list(self.subset("train", len(self.class_counts) - 1).class_order)
         self.input_shape = input_shape(train_set)
@@ -150,7 +155,7 @@ class Experiment:
 
     # -- helpers for strategies ------------------------------------------------------------------
     def subset(self, split: str, data_index: int) -> Any:
-        """D_i of ``split`` ("train" or "test"): the first K_i classes of the run's seeded class order.
+        """D_i of ``split`` ("train", "val" or "test"; "val" is None without a validation split): the first K_i classes of the run's seeded class order.
 
         The order depends only on ``data.seed``, so each subset is built on its own (one kept per split:
         a large data set is never held in memory once per stage).
@@ -158,6 +163,8 @@ class Experiment:
         from netgrow.data import nested_subsets
 
         key = (split, data_index)
+        if split not in self._data:
+            return None
         if key not in self._subsets:
             self._subsets = {k: v for k, v in self._subsets.items() if k[0] != split}
             k = self.class_counts[data_index]
@@ -170,8 +177,13 @@ class Experiment:
 
         size = list(self.input_shape[1:]) or [1]
         with seeded(self.cfg.seed * 1000 + seed_offset):
-            return models.create(arch, num_classes=classes, width=width, in_channels=self.input_shape[0],
-                                 input_size=size)
+            model = models.create(arch, num_classes=classes, width=width, in_channels=self.input_shape[0],
+                                  input_size=size)
+        if getattr(self.cfg.model, "init", "default") == "he":
+            from netgrow.models.init import he_init
+
+            model = he_init(model, seed=self.cfg.seed * 1000 + seed_offset)
+        return model
 
     def example_for(self, model: nn.Module) -> torch.Tensor:
         """The example input on the model's device and dtype (growth ops need it)."""
@@ -194,7 +206,7 @@ class Experiment:
 
     def run_stage(self, index: int, stage: Stage, model: nn.Module, *, carry_from: Any = None,
                   trainable: Callable[[str], bool] | None = None, masks: dict[str, torch.Tensor] | None = None,
-                  extra: dict[str, Any] | None = None) -> Any:
+                  extra: dict[str, Any] | None = None, schedule_role: str = "whole") -> Any:
         """Train ``model`` as stage ``index`` of this run; returns the Trainer's StageResult."""
         info = {
             "strategy": self.cfg.strategy,
@@ -209,7 +221,8 @@ class Experiment:
         result = self.trainer.run_stage(
             index, stage.name, model, self.subset("train", stage.data_index), self.subset("test", stage.data_index),
             epochs=stage.epochs, lr=stage.lr, stopping=stage.stopping, carry_from=carry_from,
-            trainable=trainable, masks=masks, info=info,
+            trainable=trainable, masks=masks, info=info, val_set=self.subset("val", stage.data_index),
+            schedule_role=schedule_role,
         )
         self.records.append(StageRecord(stage, result, dict(extra or {})))
         return result

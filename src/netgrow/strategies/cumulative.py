@@ -9,6 +9,15 @@ stages, in this order:
 3. ``expand_classes`` to K_{i+1} outputs: the old logits unchanged, new rows random (section III.A);
 4. training on D_{i+1} with ``train.lr * lr_factor`` until the stopping rule or the epoch budget.
 
+Cross-stage schedule (``[train] schedule = "wsd"``, ``cross_stage = true``): one warm-up in stage 0, the
+stable rate through every growth step (the optimizer state carried through the growth chain's ParamMap),
+each stage before the last ending at its validation plateau, the decay only in the last stage.
+
+Kernel-level pruning (``prune_mode = "kernel"``): instead of removing filters, the ``prune[i]`` fraction of
+2-D conv kernels with the smallest L1 norm over all conv layers (``netgrow.ops.kernel_prune``) is set to
+zero and held there by a mask through the next stage (the paper's R = pruned kernels / all kernels;
+widths unchanged); the MAC count skips them.
+
 Zero mask (``zero_mask = true``, Table 2 "keep Net2Net zero mask"): the exact zeros of the kernels inserted
 by a growth step (the zero surround of Net2DeeperNet's identity kernels) are passed to the Trainer as masks
 and stay zero in every later stage; the MAC count then skips them.
@@ -76,23 +85,35 @@ def run(exp: "Experiment") -> None:
     for i, st in enumerate(stages):
         extra: dict[str, Any] = {}
         masks = carry = None
+        kernel_pruned: set[str] = set()
         if i == 0:
             model = exp.create(st.arch, st.classes, st.width)
         else:
             ratio = opt.prune[i - 1]
-            chain = expand(exp, result.model, stages[i - 1], st, i, ratio, pruned)
+            before = result.model
+            if ratio > 0 and getattr(opt, "prune_mode", "filter") == "kernel":
+                from netgrow.ops.kernel_prune import prune_kernels
+
+                before, kmasks = prune_kernels(before, ratio)
+                extra["pruned_kernels"] = int(sum(int(m.sum()) for m in kmasks.values()))
+                kernel_pruned, ratio = set(kmasks), 0.0
+            chain = expand(exp, before, stages[i - 1], st, i, ratio, pruned)
             pruned = pruned or ratio > 0
             model = chain.result()
+            kernel_pruned = g.carried_names(chain.map, kernel_pruned) if kernel_pruned else set()
             extra["growth_ops"] = chain.ops
             if opt.zero_mask:
                 tracked = g.carried_names(chain.map, tracked) | g.inserted_weights(model, chain.map)
-            if opt.carry_optimizer:
+            if opt.carry_optimizer or exp.trainer.config.cross_stage:
                 carry = (result.model, result.optimizer_state)
-        if tracked:
-            masks = g.zero_masks(model, tracked)
+        if tracked or kernel_pruned:  # zero-mask weights for good, kernel-pruned ones through this stage
+            surround = getattr(opt, "zero_mask_mode", "all") == "surround"
+            masks = g.zero_masks(model, tracked, surround_only=surround)
+            masks.update(g.zero_masks(model, kernel_pruned - tracked))
             extra["masked_params"] = sorted(masks)
             extra["masked_entries"] = int(sum(int(m.sum()) for m in masks.values()))
-        result = exp.run_stage(i, st, model, carry_from=carry, masks=masks, extra=extra)
+        role = "whole" if len(stages) == 1 else "first" if i == 0 else "last" if i == len(stages) - 1 else "middle"
+        result = exp.run_stage(i, st, model, carry_from=carry, masks=masks, extra=extra, schedule_role=role)
         if masks:
             x = exp.example_for(result.model)
             # Table 2 counts the parameters a zero-skipping deployment keeps

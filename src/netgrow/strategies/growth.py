@@ -99,7 +99,20 @@ def carried_names(pm: Any, old_names: set[str]) -> set[str]:
     return {n for n, src in pm.items() if src.source is not None and src.source in old_names}
 
 
-def zero_masks(model: nn.Module, names: set[str]) -> dict[str, torch.Tensor]:
-    """``{name: weight == 0}`` for the tracked weights (True = entry held at zero during training)."""
+def zero_masks(model: nn.Module, names: set[str], surround_only: bool = False) -> dict[str, torch.Tensor]:
+    """``{name: weight == 0}`` for the tracked weights (True = entry held at zero during training).
+
+    ``surround_only`` (the narrower reading of the paper's "fix the zero values in the expanded kernels"):
+    the centre tap of every conv kernel is never masked, so only the surround of the identity kernels (and
+    the surround of the all-zero off-diagonal kernels) is held at zero."""
     params = dict(model.named_parameters())
-    return {n: (params[n].detach() == 0) for n in sorted(names) if n in params}
+    out = {}
+    for n in sorted(names):
+        if n not in params:
+            continue
+        mask = params[n].detach() == 0
+        if surround_only and mask.dim() >= 3:
+            centre = tuple(s // 2 for s in mask.shape[2:])
+            mask[(slice(None), slice(None), *centre)] = False
+        out[n] = mask
+    return out

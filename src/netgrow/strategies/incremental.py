@@ -220,10 +220,12 @@ def run(exp: "Experiment") -> None:
         res = exp.run_stage(index, st, net)
         net = res.model
         index += 1
-        point = {"subnetworks": k, "params": int(res.params), "test_acc": res.test_acc}
+        val_acc = res.history[-1].get("val_acc") if res.history else None
+        point = {"subnetworks": k, "params": int(res.params), "val_acc": val_acc, "test_acc": res.test_acc}
         exp.extra["accuracy_vs_params"].append(point)
-        if o.min_gain is not None and prev is not None and k < K and res.test_acc is not None:
-            gain_pp = 100 * (res.test_acc - prev[0])
+        # the growth decision reads the validation split (the test set is only reported)
+        if o.min_gain is not None and prev is not None and k < K and val_acc is not None:
+            gain_pp = 100 * (val_acc - prev[0])
             added_m = (res.params - prev[1]) / 1e6
             if added_m > 0 and gain_pp / added_m < o.min_gain:
                 exp.extra["stopped_growth"] = {"after_subnetworks": k, "gain_pp_per_mparam": gain_pp / added_m,
@@ -231,8 +233,8 @@ def run(exp: "Experiment") -> None:
                 log.info("incremental: growth stopped after S1..S%d (%.3g pp per M params < %g)", k,
                          gain_pp / added_m, o.min_gain)
                 break
-        if res.test_acc is not None:
-            prev = (res.test_acc, res.params)
+        if val_acc is not None:
+            prev = (val_acc, res.params)
 
 
 def _classifier(exp: "Experiment", width: int, classes: int, k: int) -> nn.Linear:

@@ -3,6 +3,9 @@
 ``baseline = "net2net"``: train the teacher, grow it function-preservingly into the student (Net2WiderNet
 to the student width, Net2DeeperNet to the student depth), train the student with the teacher's learning
 rate times ``lr_factor`` (the paper: about 1/10).
+Noise (``noise``, default 0.01): Net2WiderNet's copies of a unit get Gaussian noise of ``noise`` times the
+weight tensor's std on their incoming weights. Without it the copies receive identical gradients and stay
+identical forever, so the student never uses its extra width (the paper adds noise for this reason).
 ``baseline = "random_pad"``: as above but the new units of the widening are random (Net2WiderNet's baseline).
 ``baseline = "random_init"``: the student architecture trained from random initialisation, one stage.
 """

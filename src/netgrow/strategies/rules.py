@@ -1,7 +1,8 @@
 """Stopping rules a strategy hands to ``Trainer.run_stage(stopping=...)``: ``rule(history) -> bool``.
 
-``history`` is the list of the stage's epoch rows (``{"epoch": ..., "test_acc": ..., ...}``, accuracies as
-fractions in [0, 1]); a rule returns True to end the stage after that epoch. The epoch budget always
+``history`` is the list of the stage's epoch rows (``{"epoch": ..., "val_acc": ..., "test_acc": ...}``,
+accuracies as fractions in [0, 1]); a rule reads the validation metrics only (the test set is reported,
+never decided on) and returns True to end the stage after that epoch. The epoch budget always
 applies as well. ``plateau`` is the "trained to convergence / accuracy saturation" rule of the cumulative
 paper (Eq. 1 counts iterations until saturation), applied identically to grown and scratch runs;
 ``angle`` is the incremental paper's criterion (``netgrow.strategies.angle``).
@@ -33,12 +34,12 @@ class MinEpochs:
 
 
 def make_rule(rule: str, *, patience: int = 3, min_delta: float = 0.0, ws: int = 3, gamma: float = 0.5,
-              min_epochs: int = 0, key: str = "test_acc") -> StoppingRule | None:
+              min_epochs: int = 0, key: str = "val_acc") -> StoppingRule | None:
     """The stopping rule named ``rule``: ``"budget"`` (None: epochs only), ``"plateau"`` or ``"angle"``.
 
     >>> make_rule("budget") is None
     True
-    >>> make_rule("plateau", patience=1)([{"test_acc": 0.5}, {"test_acc": 0.5}])
+    >>> make_rule("plateau", patience=1)([{"val_acc": 0.5}, {"val_acc": 0.5}])
     True
     """
     if rule == "budget":

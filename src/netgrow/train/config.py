@@ -23,7 +23,7 @@ from typing import Any
 from netgrow.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "wsd", "plateau")
 AMP_MODES = (None, "bf16", "fp16")
 
 
@@ -39,7 +39,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW
     eps: float = 1e-8  # AdamW / RMSProp
     alpha: float = 0.99  # RMSProp smoothing constant
-    schedule: str = "cosine"  # "constant" | "step" | "cosine"; applied per optimizer step
+    schedule: str = "cosine"  # "constant" | "step" | "cosine" | "wsd" | "plateau" (see train/schedules.py)
     warmup_epochs: float = 0.0  # linear warm-up length in epochs (fractions allowed)
     step_size: int = 30  # "step" schedule: epochs between decays
     gamma: float = 0.1  # "step" schedule: decay factor
@@ -49,7 +49,10 @@ class TrainConfig:
     eval_batch_size: int = 512  # test-set batch (per rank)
     epochs: int | None = 10  # budget in epochs (None: use `steps`)
     steps: int | None = None  # budget in optimizer steps (overrides `epochs` when set)
-    plateau_patience: int | None = None  # stop after this many epochs without test_acc improvement
+    plateau_patience: int | None = None  # epochs without val_acc gain: stop; with "wsd"/"plateau": decay/reduce
+    decay_epochs: float = 1.0  # "wsd": length of the final linear decay (epochs)
+    max_reductions: int = 2  # "plateau": stop at the plateau after this many lr reductions (factor `gamma`)
+    cross_stage: bool = False  # "wsd" over all stages: warm-up in the first, decay in the last, state carried
     plateau_min_delta: float = 0.0  # improvement (in accuracy, 0..1) that resets the patience
     amp: str | None = None  # None | "bf16" | "fp16" (GPU only; ignored with a log line on CPU)
     channels_last: bool = False  # GPU only
@@ -101,6 +104,14 @@ class TrainConfig:
                "an integer >= 1 when steps is None (a budget is needed)")
         _check(self.plateau_patience is None or (_is_int(self.plateau_patience) and self.plateau_patience >= 1),
                "plateau_patience", self.plateau_patience, "an integer >= 1 or None")
+        _check(self.decay_epochs > 0, "decay_epochs", self.decay_epochs, "a number of epochs > 0")
+        _check(_is_int(self.max_reductions) and self.max_reductions >= 0, "max_reductions", self.max_reductions,
+               "an integer >= 0")
+        _check(not (self.schedule == "plateau" and self.plateau_patience is None), "plateau_patience",
+               self.plateau_patience, "an integer >= 1 with schedule='plateau' (epochs without a val gain before "
+               "each reduction)")
+        _check(not (self.cross_stage and self.schedule != "wsd"), "cross_stage", self.cross_stage,
+               "False unless schedule='wsd' (one warm-up, a stable rate through growth, the decay in the last stage)")
         _check(self.plateau_min_delta >= 0, "plateau_min_delta", self.plateau_min_delta, "a number >= 0")
         _check(isinstance(self.device, str) and (self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")),
                "device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")

@@ -100,6 +100,8 @@ def _rebuild(spec: dict[str, Any], cls_name: str, base: nn.Module | None) -> nn.
             f"netgrow.load"
         )
     if spec.get("log"):
+        import netgrow.models  # noqa: F401  (registers the replay of the families' "grow" records)
+
         try:
             model = replay_log(model, spec["log"])
         except CheckpointError:

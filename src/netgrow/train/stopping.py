@@ -1,16 +1,17 @@
 """Stopping rules: callables ``(history) -> bool`` asked after every epoch's evaluation.
 
-``history`` is the list of the stage's epoch rows so far (dicts with ``"epoch"``, ``"test_acc"``,
-``"train_loss"``, ...). A rule is a pure function of the history, so a resumed stage stops exactly where
+``history`` is the list of the stage's epoch rows so far (dicts with ``"epoch"``, ``"val_acc"``,
+``"test_acc"``, ``"train_loss"``, ...). Rules read validation metrics (``val_*``) by default: the test set
+is only reported. A rule is a pure function of the history, so a resumed stage stops exactly where
 an uninterrupted one would. Strategies add their own rules (e.g. the incremental paper's angle
 criterion) with the same signature.
 
 Example::
 
     >>> rule = Plateau(patience=2)
-    >>> rule([{"test_acc": 0.5}, {"test_acc": 0.6}, {"test_acc": 0.6}])
+    >>> rule([{"val_acc": 0.5}, {"val_acc": 0.6}, {"val_acc": 0.6}])
     False
-    >>> rule([{"test_acc": 0.5}, {"test_acc": 0.6}, {"test_acc": 0.6}, {"test_acc": 0.59}])
+    >>> rule([{"val_acc": 0.5}, {"val_acc": 0.6}, {"val_acc": 0.6}, {"val_acc": 0.59}])
     True
 """
 
@@ -30,7 +31,7 @@ class Plateau:
     ``mode="max"`` for accuracies, ``"min"`` for losses. Epoch rows without the key are ignored.
     """
 
-    def __init__(self, patience: int, min_delta: float = 0.0, key: str = "test_acc", mode: str = "max") -> None:
+    def __init__(self, patience: int, min_delta: float = 0.0, key: str = "val_acc", mode: str = "max") -> None:
         if not isinstance(patience, int) or patience < 1:
             raise ConfigError(f"netgrow.train.Plateau: patience={patience!r} is invalid; use an integer >= 1")
         if mode not in ("max", "min"):

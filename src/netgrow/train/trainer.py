@@ -60,7 +60,8 @@ from netgrow.train.interrupt import requested as stop_signal
 from netgrow.train.macs import count_macs
 from netgrow.train.loop import EpochSums, NonFiniteLoss, StepContext, apply_masks, evaluate, train_steps
 from netgrow.train.metrics import MetricsWriter, read_json, write_json_atomic, write_train_config
-from netgrow.train.optim import LRSchedule, build_optimizer
+from netgrow.train.optim import build_optimizer
+from netgrow.train.schedules import build_schedule
 from netgrow.train.progress import Progress, format_epoch
 from netgrow.train.serialization import save as save_model
 from netgrow.train.stopping import Plateau, StoppingRule
@@ -84,7 +85,7 @@ class StageResult:
     stage: int = 0
     name: str = ""
     macs_per_sample: int = 0
-    stopped_by: str = "budget"  # "budget" | "stopping" (the rule fired)
+    stopped_by: str = "budget"  # "budget" | "stopping" (the rule fired) | "schedule" (its decay ended)
     resumed: bool = False  # True when loaded from a finished stage's checkpoint instead of trained
     summary: dict[str, Any] = field(default_factory=dict)  # the stage{i}.json content
 
@@ -197,6 +198,8 @@ class Trainer:
         trainable: Callable[[str], bool] | None = None,
         masks: dict[str, torch.Tensor] | None = None,
         info: dict[str, Any] | None = None,
+        val_set: Dataset | None = None,
+        schedule_role: str = "whole",
     ) -> StageResult:
         """Train ``model`` for one stage and return the result (see the module docstring).
 
@@ -207,7 +210,10 @@ class Trainer:
         the optimizer state through ``param_map`` (default: the map the last growth op attached to
         ``model``); None starts a fresh optimizer. ``trainable(name) -> bool`` freezes the others.
         ``masks``: ``{param name: bool tensor}`` of entries held at exactly zero. ``info`` is merged into
-        every metrics row and the stage summary.
+        every metrics row and the stage summary. ``val_set``: the validation hold-out evaluated every epoch
+        (``val_loss``/``val_acc`` in the rows); stopping rules and schedules read it, the test set is only
+        reported. ``schedule_role``: the stage's place in a cross-stage schedule (``"first"``, ``"middle"``,
+        ``"last"``; see ``netgrow.train.schedules.build_schedule``).
         """
         cfg = self.config
         where = f"netgrow.train: stage {stage} ({name})"
@@ -226,7 +232,7 @@ class Trainer:
         validate.check_datasets(where, train_set, test_set, cfg.batch_size, self.dist.world_size)
         example = validate.example_input(where, train_set, self.device)
         num_outputs = validate.output_size(where, model, example)
-        validate.check_labels(where, {"training": train_set, "test": test_set}, num_outputs)
+        validate.check_labels(where, {"training": train_set, "test": test_set, "validation": val_set}, num_outputs)
         mask_pairs = validate.check_masks(where, model, masks)
 
         if self.resume:
@@ -235,7 +241,8 @@ class Trainer:
                 return self._load_finished(stage, name, model)
 
         run = _StageRun(self, stage, name, model, train_set, test_set, epochs, steps, lr, stopping,
-                        carry_from, trainable, mask_pairs, info, example, num_outputs, where)  # fmt: skip
+                        carry_from, trainable, mask_pairs, info, example, num_outputs, where, val_set,
+                        schedule_role)  # fmt: skip
         return run.execute()
 
     def _budget(self, epochs: int | None, steps: int | None) -> tuple[int | None, int | None]:
@@ -311,6 +318,8 @@ class _StageRun:
         example: torch.Tensor,
         num_outputs: int,
         where: str,
+        val_set: Dataset | None = None,
+        schedule_role: str = "whole",
     ) -> None:
         self.t = trainer
         self.cfg = cfg = trainer.config
@@ -321,7 +330,7 @@ class _StageRun:
         self.device = trainer.device
         self.dist = trainer.dist
         self.totals_before = dict(trainer.totals)
-        self.rule = self._rule(stopping)
+        self.rule = self._rule(stopping, val_set is not None)
 
         named = validate.trainable_params(where, model, trainable)
         self.named_trainable = named
@@ -350,6 +359,13 @@ class _StageRun:
                 rank=rank, world_size=world, num_workers=cfg.num_workers,
             )  # fmt: skip
             self.test_valid = len(range(rank, len(test_set), world))  # type: ignore[arg-type]
+        self.val_loader = None
+        if val_set is not None:
+            self.val_loader = make_loader(
+                val_set, cfg.eval_batch_size, shuffle=False, seed=self.seed, device=self.device,
+                rank=rank, world_size=world, num_workers=cfg.num_workers,
+            )  # fmt: skip
+            self.val_valid = len(range(rank, len(val_set), world))  # type: ignore[arg-type]
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -358,7 +374,7 @@ class _StageRun:
             )
         budget = [b for b in (epochs * self.steps_per_epoch if epochs else None, steps) if b is not None]
         self.total_steps = min(budget)
-        self.schedule = LRSchedule.from_config(cfg, self.steps_per_epoch, self.total_steps, lr)
+        self.schedule = build_schedule(cfg, self.steps_per_epoch, self.total_steps, lr, schedule_role)
         self.scaler = None
         if cfg.amp == "fp16" and self.device.type == "cuda":
             self.scaler = torch.amp.GradScaler("cuda")
@@ -371,10 +387,16 @@ class _StageRun:
         self.stopped_by = "budget"
         self.last_ckpt: Path | None = None
 
-    def _rule(self, stopping: StoppingFn | None) -> StoppingRule | None:
+    def _rule(self, stopping: StoppingFn | None, has_val: bool) -> StoppingRule | None:
         rules: list[StoppingRule] = []
-        if self.cfg.plateau_patience is not None:
-            rules.append(Plateau(self.cfg.plateau_patience, self.cfg.plateau_min_delta))
+        adaptive = self.cfg.schedule in ("wsd", "plateau")  # the schedule itself acts on the plateau
+        if (self.cfg.plateau_patience is not None or adaptive) and not has_val:
+            raise ConfigError(
+                f"{self.where}: plateau_patience / schedule={self.cfg.schedule!r} decide on validation accuracy "
+                "but no val_set was given; pass val_set=... (netgrow.data.split) or set [data] val_fraction"
+            )
+        if self.cfg.plateau_patience is not None and not adaptive:
+            rules.append(Plateau(self.cfg.plateau_patience, self.cfg.plateau_min_delta, key="val_acc"))
         if stopping is not None:
             if not callable(stopping):
                 raise NetgrowTypeError(f"{self.where}: stopping must be a callable (history) -> bool")
@@ -509,6 +531,9 @@ class _StageRun:
         samples = int(count_t)
         self.meter.add(samples, s.batches)
         test = self._evaluate()
+        if self.val_loader is not None:
+            val = self._evaluate(self.val_loader, self.val_valid, "val")
+            test = {**val, **test}
         self.epoch += 1
         m = self.meter.as_dict()
         row: dict[str, Any] = {
@@ -538,7 +563,12 @@ class _StageRun:
             lm.add_bits(row)
         self.history.append(row)
         self.sums = EpochSums.zeros(self.device)
-        if self.rule is not None and self.rule(self.history):
+        observe = getattr(self.schedule, "observe", None)
+        if observe is not None:
+            observe(self.history)
+        if observe is not None and self.schedule.finished(self.step):
+            self.done, self.stopped_by = True, "schedule"
+        elif self.rule is not None and self.rule(self.history):
             self.done, self.stopped_by = True, "stopping"
         elif self._budget_reached():
             self.done = True
@@ -546,18 +576,21 @@ class _StageRun:
         t.progress.line(format_epoch(row))
         self._save_last(mid_epoch=False)
 
-    def _evaluate(self) -> dict[str, Any]:
-        if self.test_loader is None:
-            return {"test_loss": None, "test_acc": None}
+    def _evaluate(self, loader: Any = None, valid: int | None = None, prefix: str = "test") -> dict[str, Any]:
+        if loader is None:
+            loader, valid = self.test_loader, self.test_valid
+        if loader is None:
+            return {f"{prefix}_loss": None, f"{prefix}_acc": None}
+        per_class = self.cfg.per_class and prefix == "test"
         sums = evaluate(
-            self.model, self.test_loader, self.num_outputs, self.device, self.cfg.amp,
-            self.cfg.channels_last and self.device.type == "cuda", self.cfg.per_class, self.test_valid,
+            self.model, loader, self.num_outputs, self.device, self.cfg.amp,
+            self.cfg.channels_last and self.device.type == "cuda", per_class, valid,
         )  # fmt: skip
         keys = list(sums)
         reduced = dict(zip(keys, self._reduced([sums[k] for k in keys])))
         n = max(int(reduced["count"]), 1)
-        out: dict[str, Any] = {"test_loss": float(reduced["loss"]) / n, "test_acc": float(reduced["correct"]) / n}
-        if self.cfg.per_class:
+        out: dict[str, Any] = {f"{prefix}_loss": float(reduced["loss"]) / n, f"{prefix}_acc": float(reduced["correct"]) / n}
+        if per_class:
             cc, cn = reduced["cls_correct"].tolist(), reduced["cls_count"].tolist()
             out["per_class_acc"] = [c / k if k else None for c, k in zip(cc, cn)]
         return out
@@ -623,6 +656,8 @@ class _StageRun:
         self.done = bool(meta.get("done", False))
         self.stopped_by = meta.get("stopped_by", "budget")
         self.history = list(meta.get("history", []))
+        if hasattr(self.schedule, "replay"):
+            self.schedule.replay(self.history)
         self.meter = meters.ComputeMeter(self.macs_per_sample, self.device, state=meta.get("meter"))
         self.sums = EpochSums.from_tensors(acc, self.device)
         if not self.dist.is_main:  # rank 0 holds the epoch's partial sums of all ranks
@@ -710,6 +745,7 @@ class _StageRun:
             "name": self.name,
             "info": self.info,
             "test_acc": test_acc,
+            "val_acc": self.history[-1].get("val_acc") if self.history else None,
             "epochs": self.epoch,
             "steps": self.step,
             "stopped_by": self.stopped_by,
