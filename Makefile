@@ -6,6 +6,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 FASHION_DIR ?= /usr/share/datasets/fashion-mnist
+FORTUNES_DIR ?= /usr/share/games/fortunes
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install data demo test bench clean
@@ -18,12 +19,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-# Fashion-MNIST comes from the Debian package; nothing is downloaded at run time.
+# Fashion-MNIST and the fortunes text corpus come from Debian packages; nothing is downloaded at run time.
 data:
 	@if [ -n "$$NETGROW_FASHION_MNIST" ] || [ -f "$(FASHION_DIR)/train-images-idx3-ubyte.gz" ]; then \
 	  echo "Fashion-MNIST found"; \
 	else \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; \
+	fi
+	@if [ -n "$$NETGROW_FORTUNES" ] || [ -f "$(FORTUNES_DIR)/art" ]; then \
+	  echo "fortunes found"; \
+	else \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q fortunes; \
 	fi
 
 demo: install data

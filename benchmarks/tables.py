@@ -241,10 +241,33 @@ def t_frontier_stages() -> str:
                  rows)
 
 
+def _gpt_growth_tables() -> Any:
+    """benchmarks/gpt_growth_table.py (the GPT benchmark's own table code), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpt_growth_table", HERE / "gpt_growth_table.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def t_gpt_growth() -> str:
+    return _gpt_growth_tables().main_table(load("gpt_growth.json"))
+
+
+def t_gpt_growth_gaps() -> str:
+    return _gpt_growth_tables().gap_table(load("gpt_growth.json"))
+
+
+def t_gpt_growth_long() -> str:
+    return _gpt_growth_tables().main_table(load("gpt_growth_long.json"))
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "ops": t_ops, "trainer": t_trainer, "cumulative": t_cumulative, "analysis": t_analysis, "pruning": t_pruning,
     "pruning_counts": t_pruning_counts, "incremental": t_incremental, "net2net": t_net2net, "frontier_points": t_frontier_points,
     "frontier_targets": t_frontier_targets, "frontier_stages": t_frontier_stages,
+    "gpt_growth": t_gpt_growth, "gpt_growth_gaps": t_gpt_growth_gaps, "gpt_growth_long": t_gpt_growth_long,
 }
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(\n<!-- /table:\2 -->)", re.S)
 

@@ -234,4 +234,52 @@ CASES: dict[Any, list[Case]] = {
     "ndimension": [fn(lambda m, h: h * (h.ndimension() - 3), "conv2d")],
     "numel": [fn(lambda m, h: h.view(h.size(0), h.numel() // h.size(0)), "conv2d")],
     "nelement": [fn(lambda m, h: h.view(h.size(0), h.nelement() // h.size(0)), "conv2d")],
+    # transformers: embeddings, split/chunk (the mirror of cat), contractions of activations, attention
+    nn.Embedding: [mod(lambda: EmbeddingAdd())],
+    nn.MultiheadAttention: [mod(lambda: SelfAttention(), "conv1d"), mod(lambda: SelfAttention(5), "conv1d")],
+    torch.split: [fn(lambda m, h: torch.split(h, 2, 0)[0]),
+                  fn(lambda m, h: torch.cat(torch.split(h, [2, 3], 1)[::-1], 1), locks=True)],
+    "split": [fn(lambda m, h: h.split(3, 2)[0], "conv2d"),
+              fn(lambda m, h: swap(h.split(h.size(1) // 2, 1), 3), "conv1d", locks=True)],
+    torch.chunk: [fn(lambda m, h: swap(torch.chunk(h, _HIDDEN, 1)))],
+    "chunk": [fn(lambda m, h: swap(h.chunk(_HIDDEN, 1)), "conv2d")],
+    torch.matmul: [fn(lambda m, h: torch.matmul(h, h), "conv2d"),
+                   fn(lambda m, h: torch.matmul(h.unsqueeze(1), h.unsqueeze(2)), locks=True)],
+    operator.matmul: [fn(lambda m, h: (h @ h.transpose(2, 3)) @ h, "conv2d")],
+    "matmul": [fn(lambda m, h: h.matmul(h), "conv2d")],
+    F.scaled_dot_product_attention: [fn(lambda m, h: F.scaled_dot_product_attention(h, h, h), "conv2d")],
+    "expand": [fn(lambda m, h: h.unsqueeze(-1).expand(-1, -1, 3))],
+    torch.rsqrt: [fn(lambda m, h: torch.rsqrt(_pos(h) + 1))],
+    "rsqrt": [fn(lambda m, h: (_pos(h) + 1).rsqrt())],
+    torch.masked_fill: [fn(lambda m, h: torch.masked_fill(h, m.slope > 0.5, 0.0))],
+    "masked_fill": [fn(lambda m, h: h.masked_fill(m.slope > 0.5, 0.0))],
 }  # fmt: skip
+
+
+class SelfAttention(nn.Module):
+    """``nn.MultiheadAttention`` over the positions of a (N, C, L) map, channels last inside."""
+
+    def __init__(self, heads: int = 1):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(_HIDDEN, heads, batch_first=True)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        y = h.transpose(1, 2)
+        return self.mha(y, y, y, need_weights=False)[0].transpose(1, 2)
+
+
+class EmbeddingAdd(nn.Module):
+    """Adds a looked-up embedding to the channels: the embedding becomes a producer of their group."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(7, _HIDDEN)
+        self.register_buffer("idx", torch.tensor([3]))  # one row, broadcast over the batch
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.emb(self.idx)
+
+
+def swap(pieces: Any, n: int = _HIDDEN) -> torch.Tensor:
+    """The ``n`` pieces of a split along the channels, concatenated back in another order."""
+    return torch.cat([pieces[n - 1], *[pieces[i] for i in range(n - 1)]], 1)

@@ -186,7 +186,7 @@ class Odd(nn.Module):
     def forward(self, x):
         a = torch.cumsum(self.a(x), dim=1)  # unknown op along the channels
         b = self.b(x)[:, :3]  # indexing the channel dim
-        c = self.c(x).mean(1, keepdim=True) * self.c(x)  # a reduction over channels
+        c = self.c(x).sum(1, keepdim=True) * self.c(x)  # a sum over channels (a mean only constrains: uniform)
         d = self.grouped(self.d(x))
         feats = torch.cat([a, b, c, d], 1).mean((2, 3))
         return self.fc(feats)
@@ -243,11 +243,11 @@ def test_softmax_over_channels_locks_and_spatial_mean_passes():
 def test_every_graph_layer_role_has_a_resize_rule():
     layers = [nn.Linear(2, 2), nn.Conv1d(2, 2, 1), nn.Conv2d(2, 2, 1), nn.Conv3d(2, 2, 1), nn.Conv2d(2, 2, 3, groups=2)]
     layers += [nn.BatchNorm1d(2), nn.BatchNorm2d(2), nn.BatchNorm3d(2), nn.InstanceNorm2d(2, affine=True)]
-    layers += [nn.GroupNorm(1, 2), nn.LayerNorm(2), nn.PReLU(2)]
+    layers += [nn.GroupNorm(1, 2), nn.LayerNorm(2), nn.PReLU(2), nn.Embedding(3, 2), nn.RMSNorm(2)]
     for m in layers:
         assert rules.rule_for(m) is not None
-    with pytest.raises(netgrow.NetgrowTypeError, match="no resize rule for Embedding"):
-        rules.rule_for(nn.Embedding(3, 2))
+    with pytest.raises(netgrow.NetgrowTypeError, match="no resize rule for MultiheadAttention"):
+        rules.rule_for(nn.MultiheadAttention(4, 2))
     # and every module the analysis of the test architectures resizes has a rule for its role
     for kind in ARCH_KINDS:
         model, x = random_arch(kind, seed=0)

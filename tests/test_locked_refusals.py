@@ -17,6 +17,8 @@ class TinyConvNeXt(nn.Module):
     """ConvNeXt's layout: LayerNorm over channels moved last by permute, a layer-scale ``gamma``.
 
     With ``mlp=False`` the block has no hidden Linear group, so every hidden channel group is locked.
+    ``gamma`` is a fixed buffer here: a layer-scale *parameter* follows the channels (a ``get_attr`` use,
+    copied by the mapping), which would make the residual stream resizable.
     """
 
     def __init__(self, c: int = 8, mlp: bool = True):
@@ -26,7 +28,7 @@ class TinyConvNeXt(nn.Module):
         self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c)
         self.norm = nn.LayerNorm(c)
         self.mlp = nn.Sequential(nn.Linear(c, 4 * c), nn.GELU(), nn.Linear(4 * c, c)) if mlp else nn.Identity()
-        self.gamma = nn.Parameter(torch.full((c,), 0.5))
+        self.register_buffer("gamma", torch.full((c,), 0.5))
         self.head = nn.Linear(c, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,3 +74,18 @@ def test_models_without_conv_groups_or_with_nothing_to_grow_are_not_refused():
     assert netgrow.widen(mlp, 1.0, x)[0].out_features == 6  # factor 1: nothing grows, nothing locked
     single = nn.Linear(4, 2)
     assert netgrow.widen(single, 2.0, x).out_features == 2  # no hidden group at all
+
+
+def test_a_layer_scale_parameter_follows_the_channels():
+    class LayerScale(TinyConvNeXt):
+        def __init__(self):
+            super().__init__()
+            del self.gamma
+            self.gamma = nn.Parameter(torch.rand(8) + 0.5)
+
+    model, x = LayerScale().double(), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    wide = netgrow.widen(model, 2.0, x, seed=0)  # the stream under LayerNorm grows x2 (tiled), gamma with it
+    assert wide.stem.out_channels == 16 and wide.gamma.shape == (16,)
+    y = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert float((model(y) - wide(y)).abs().max()) < 1e-10

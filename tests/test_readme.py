@@ -41,8 +41,18 @@ def _check_errors(text: str, scope: dict, tmp_path: Path) -> None:
     assert scope["net"][0].out_channels == 16  # untouched
 
 
+def _check_transformers(text: str, scope: dict, tmp_path: Path) -> None:
+    assert text.splitlines()[-2:] == ["True", "3 True"]
+    assert scope["small"].transformer.h[0].mlp.c_fc.nf == 192 and scope["model"].transformer.h[0].attn.split_size == 32
+
+
 def _check_families(text: str, scope: dict, tmp_path: Path) -> None:
     assert scope["plain"].features is not None and int(text.splitlines()[-1]) > 0
+
+
+def _check_gpt(text: str, scope: dict, tmp_path: Path) -> None:
+    assert text.splitlines()[-1] == "4 128 True"  # grown to 4 blocks, d_model 128, same logits
+    assert len(scope["bigger"].blocks) == 4
 
 
 def _check_training(text: str, scope: dict, tmp_path: Path) -> None:
@@ -63,7 +73,10 @@ def _check_wsd(text: str, scope: dict, tmp_path: Path) -> None:
     assert len(scope["fit"]) + len(scope["val"]) == len(scope["train"])
 
 
-CHECKS = [_check_grow_your_own, _check_errors, _check_families, _check_training, _check_grow_loop, _check_wsd]
+CHECKS = [
+    _check_grow_your_own, _check_errors, _check_transformers, _check_families, _check_gpt, _check_training,
+    _check_grow_loop, _check_wsd,
+]  # fmt: skip
 
 
 def test_every_snippet_is_checked():

@@ -38,6 +38,8 @@ _REGISTRY: dict[str, str | Loader] = {
     "imagefolder": "netgrow.data.imagefolder:load_imagefolder",
     "mnist1d": "netgrow.data.mnist1d:load_mnist1d",
     "digits": "netgrow.data.digits:load_digits",
+    "fortunes": "netgrow.data.text:load_fortunes",
+    "text": "netgrow.data.text:load_text",
 }
 
 _ALIASES = {

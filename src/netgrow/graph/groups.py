@@ -20,18 +20,22 @@ module only describes the model; it never changes it (``netgrow.ops.rules`` resi
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 import torch
 from torch import fx, nn
 
 from netgrow.graph import rules
+from netgrow.graph.capture import EXPORTED, capture
 from netgrow.graph.example_input import check_example_input
-from netgrow.graph.trace import shape_of, trace_with_shapes
+from netgrow.graph.trace import shape_of
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class ChannelGroup:
     reason: str | None = None
     is_output: bool = False
     uniform: str | None = None
+    unit: int = 1  # channels per unit of the first producer's output (head_dim for attention heads)
 
     @property
     def resizable(self) -> bool:
@@ -95,21 +100,33 @@ Layout = tuple[Segment, ...]
 
 
 @dataclass
+class _Multi:
+    """The value of ``split``/``chunk``: one tracked value (or ``None``) per piece."""
+
+    items: list[Any]
+
+
+@dataclass
 class ModuleUse:
     """How one module's tensors touch channel groups.
 
     ``kind="producer"``: a Conv/Linear; ``consumes`` is the layout of its input dim (``None`` if fixed),
     ``produces`` the group of its output dim. ``kind="channelwise"``: a module with per-channel tensors
     (BatchNorm, LayerNorm, GroupNorm, PReLU, depthwise conv); ``carries`` is the layout of those tensors'
-    dimension ``param_dim``.
+    dimension ``param_dim``. ``kind="param"``: one parameter used directly in forward (``get_attr``: an
+    RMSNorm weight, a learned positional embedding); ``name`` is its ``named_parameters()`` path and
+    ``carries`` the layout of its dimension ``param_dim``, copied by the mapping like a norm's weight.
     """
 
     name: str
-    kind: Literal["producer", "channelwise"]
+    kind: Literal["producer", "channelwise", "param"]
     consumes: Layout | None = None
     produces: int | None = None
     carries: Layout | None = None
     param_dim: int = 0
+    out_layout: Layout | None = None  # producers: the output dim's segments (heads: block = head_dim; split: parts)
+    in_dim: int = 1  # kind="param" with ``consumes``: the parameter dim that sums over those channels
+    feeds_from: str | None = None  # producers: the channel-wise use whose output is this layer's only input
 
 
 @dataclass
@@ -118,6 +135,10 @@ class ChannelGraph:
 
     groups: list[ChannelGroup]
     modules: dict[str, ModuleUse]
+    # (module path, size, layout, attributes): a literal size (a split size, a head count) that an int attribute
+    # of the module running the op holds; the ops set those attributes (named as ``names_a_size`` allows) to
+    # the layout's new width (GPT2Attention.split_size, nanoGPT's n_embd / n_head, OPT's num_heads)
+    sizes: list[tuple[str, int, Layout, tuple[str, ...]]] = field(default_factory=list)
 
     def group(self, gid: int) -> ChannelGroup:
         return self.groups[gid]
@@ -144,10 +165,10 @@ class ChannelGraph:
 # ------------------------------------------------------------------------------------------ analysis
 @dataclass
 class _Info:
-    width: int
+    width: int  # in units (a unit = ``unit`` base channels of each member group; heads: head_dim)
     producers: list[str] = field(default_factory=list)
     passthrough: list[str] = field(default_factory=list)
-    consumers: list[Consumer] = field(default_factory=list)
+    consumers: list[tuple[Consumer, int]] = field(default_factory=list)  # with the member group it was seen on
     locks: list[str] = field(default_factory=list)
     uniform: list[str] = field(default_factory=list)
     is_output: bool = False
@@ -170,6 +191,24 @@ class _Call:
     out_shape: tuple[int, ...] | None
 
 
+HEAD_COUNT = ("<number of heads>",)  # ChannelGraph.sizes: update attributes named like a head count
+
+
+_WIDTH_WORDS = ("size", "embd", "embed", "dim", "width", "hidden", "features", "channels", "nf")
+
+
+def names_a_size(attr: str, attrs: tuple[str, ...]) -> bool:
+    """Whether attribute ``attr`` may hold a size of ``ChannelGraph.sizes`` with these ``attrs``: the named
+    ones; ``HEAD_COUNT``: num_heads, n_head, num_attention_heads (never head_dim/head_size); ``()``: a public
+    attribute named like a width (split_size, embed_dim, n_embd, hidden_size, ...)."""
+    if attrs == HEAD_COUNT:
+        return "head" in attr and not any(w in attr for w in ("dim", "size", "mask", "idx"))
+    if attrs:
+        return attr in attrs
+    return not attr.startswith("_") and any(w in attr.lower() for w in _WIDTH_WORDS)
+_COPIES = ("clone", "contiguous", "to", "float", "double", "type", "type_as")
+
+
 def is_depthwise(m: nn.Module) -> bool:
     """A conv with one filter per channel (groups == in == out): a per-channel op, not a producer."""
     return rules.module_rule(m) is rules.DEPTHWISE_CONV
@@ -181,16 +220,34 @@ class _Analyser:
     def __init__(self, graph: fx.Graph, root: nn.Module):
         self.graph = graph
         self.mods = dict(root.named_modules())
+        self.params = dict(root.named_parameters(remove_duplicate=False))
+        # an exported graph has every size specialised to the example: its view sizes are not hard-coded widths
+        self.specialised = bool(getattr(graph, EXPORTED, False))
         self.parent: list[int] = []
         self.info: list[_Info] = []
-        self.val: dict[fx.Node, Tracked | None] = {}
+        # Segment blocks are counted per *base* channel of their group (a Fraction after a split into heads);
+        # unit[g] base channels of member group g move together, members[root] lists a root's member groups,
+        # parts[g] the groups a split divided g into.
+        self.unit: list[int] = []
+        self.members: list[list[int]] = []
+        self.parts: dict[int, list[int]] = {}
+        self.val: dict[fx.Node, Any] = {}
         self.uses: dict[str, ModuleUse] = {}
+        self.affine: dict[fx.Node, str] = {}  # value -> the channel-wise use that computed it (see feeds_from)
+        # a parameter read directly, or sliced along other dims: (name, the parameter dim of each value dim)
+        self.param_views: dict[fx.Node, tuple[str, list[int | None]]] = {}
+        self.derived: set[fx.Node] = set()  # param views computed from a parameter (1 + w): not a plain scale
+        self.sizes: list[tuple[str, int, Layout, tuple[str, ...]]] = []
 
     # ---------------------------------------------------------------- union-find
     def new_group(self, width: int, lock: str | None = None) -> int:
-        self.parent.append(len(self.parent))
+        gid = len(self.parent)
+        self.parent.append(gid)
         self.info.append(_Info(width, locks=[lock] if lock else []))
-        return len(self.parent) - 1
+        self.unit.append(1)
+        self.members.append([gid])
+        return gid
+
 
     def find(self, g: int) -> int:
         while self.parent[g] != g:
@@ -208,6 +265,7 @@ class _Analyser:
         if ia.width != ib.width:  # a caller bug: layouts are checked before they are merged
             raise AssertionError(f"merging channel groups of widths {ia.width} and {ib.width}")
         self.parent[b] = a
+        self.members[a] += self.members[b]
         ia.producers += ib.producers
         ia.passthrough += ib.passthrough
         ia.consumers += ib.consumers
@@ -219,26 +277,92 @@ class _Analyser:
     def g(self, gid: int) -> _Info:
         return self.info[self.find(gid)]
 
+    def eff_block(self, s: Segment) -> Fraction:
+        """Positions per unit of the segment's group (an integer once the group is refined enough)."""
+        return Fraction(s.block) * self.unit[s.group]
+
     def seg_width(self, s: Segment) -> int:
-        return self.g(s.group).width * s.block
+        return int(self.g(s.group).width * self.eff_block(s))
+
+    def refine(self, gid: int, k: int) -> bool:
+        """Make ``k`` consecutive units of ``gid``'s group one unit (heads of head_dim channels; GQA groups)."""
+        root = self.find(gid)
+        info = self.info[root]
+        if k == 1:
+            return True
+        if info.width % k:
+            return False
+        info.width //= k
+        for m in self.members[root]:
+            self.unit[m] *= k
+        return True
+
+    def expand(self, layout: Layout | None) -> Layout | None:
+        """``layout`` with every group a split divided replaced by its parts."""
+        if layout is None or not any(s.group in self.parts for s in layout):
+            return layout
+        out: list[Segment] = []
+        for s in layout:
+            if s.group in self.parts:
+                out += self.expand(tuple(Segment(p, s.block) for p in self.parts[s.group]))  # type: ignore[operator]
+            else:
+                out.append(s)
+        return tuple(out)
+
+    def value(self, node: Any) -> Any:
+        """The tracked (dim, layout) of a node's value, with split groups expanded (``None``: fixed)."""
+        t = self.val.get(node) if isinstance(node, fx.Node) else None
+        if isinstance(t, tuple):
+            return t[0], self.expand(t[1])
+        return t
+
+    def partition(self, gid: int, sizes: list[int]) -> bool:
+        """Divide a not yet merged, unrefined group into consecutive parts of ``sizes`` channels (a split)."""
+        root = self.find(gid)
+        if self.members[root] != [gid] or self.unit[gid] != 1 or sum(sizes) != self.info[root].width:
+            return False
+        info = self.info[root]
+        parts, offset = [], 0
+        for size in sizes:
+            p = self.new_group(size)
+            pi = self.info[p]
+            pi.producers, pi.passthrough = list(info.producers), list(info.passthrough)
+            pi.locks, pi.uniform, pi.is_output = list(info.locks), list(info.uniform), info.is_output
+            pi.consumers = [
+                (Consumer(c.module, c.offset + int(offset * Fraction(c.block)), c.block), p) for c, _ in info.consumers
+            ]
+            parts.append(p)
+            offset += size
+        self.parts[gid] = parts
+        return True
 
     def lock(self, layout: Layout | None, reason: str) -> None:
-        for s in layout or ():
+        for s in self.expand(layout) or ():
             self.g(s.group).locks.append(reason)
 
     def same_structure(self, a: Layout, b: Layout) -> bool:
-        return len(a) == len(b) and all(
-            x.block == y.block and self.seg_width(x) == self.seg_width(y) for x, y in zip(a, b)
-        )
+        return len(a) == len(b) and all(self.seg_width(x) == self.seg_width(y) for x, y in zip(a, b))
+
+    def align(self, x: Segment, y: Segment) -> bool:
+        """Unite two segments covering the same positions; coarsen the finer group's units if needed
+        (GQA: a key/value head's unit covers the query heads that share it)."""
+        ex, ey = self.eff_block(x), self.eff_block(y)
+        if ex != ey:
+            if self.find(x.group) == self.find(y.group):
+                return False
+            fine, ratio = (x, ey / ex) if ex < ey else (y, ex / ey)
+            if ratio.denominator != 1 or not self.refine(fine.group, int(ratio)):
+                return False
+        self.union(x.group, y.group)
+        return True
 
     def merge_layouts(self, layouts: list[Layout], why: str) -> Layout | None:
         """Union layouts that must share one mapping (elementwise ops); lock all if they do not align."""
+        layouts = [self.expand(lay) for lay in layouts]  # type: ignore[misc]
         first = layouts[0]
         if all(self.same_structure(first, other) for other in layouts[1:]):
-            for other in layouts[1:]:
-                for x, y in zip(first, other):
-                    self.union(x.group, y.group)
-            return first
+            if all(self.align(x, y) for other in layouts[1:] for x, y in zip(first, other)):
+                return first
         for lay in layouts:
             self.lock(lay, why)
         return None
@@ -247,8 +371,10 @@ class _Analyser:
     def tracked_args(self, node: fx.Node) -> list[tuple[fx.Node, Tracked]]:
         out = []
         for a in _flat_nodes((node.args, node.kwargs)):
-            t = self.val.get(a)
-            if t is not None:
+            t = self.value(a)
+            if isinstance(t, _Multi):
+                out += [(a, i) for i in t.items if i is not None]
+            elif t is not None:
                 out.append((a, t))
         return out
 
@@ -257,7 +383,7 @@ class _Analyser:
             self.lock(lay, reason)
 
     def note_pass(self, name: str, layout: Layout) -> None:
-        for s in layout:
+        for s in self.expand(layout) or ():
             info = self.g(s.group)
             if name not in info.passthrough:
                 info.passthrough.append(name)
@@ -286,12 +412,20 @@ class _Analyser:
                 self.val[node] = self.placeholder(node)
             elif node.op == "get_attr":
                 self.val[node] = None
+                shape = shape_of(node)
+                if str(node.target) in self.params and shape is not None:
+                    self.param_views[node] = (str(node.target), list(range(len(shape))))
+            elif node.target is operator.getitem and node.args and node.args[0] in self.param_views:
+                self.val[node] = None
+                self.slice_param(node)
             elif node.op in ("call_module", "call_function", "call_method"):
                 self.val[node] = self.call(node)
+                self.keep_affine(node)
+                self.derive_param(node)
             elif node.op == "output":
                 for a in _flat_nodes(node.args):
-                    t = self.val.get(a)
-                    for s in t[1] if t else ():
+                    t = self.value(a)
+                    for s in t[1] if isinstance(t, tuple) else ():
                         self.g(s.group).is_output = True
 
     def placeholder(self, node: fx.Node) -> Tracked | None:
@@ -313,19 +447,28 @@ class _Analyser:
             rule=rules.node_rule(node.op, node.target, self.mods),
             name=str(node.target) if m is not None else "",
             desc=_describe(node, m),
-            inp=self.val.get(x) if isinstance(x, fx.Node) else None,
+            inp=self.value(x),
             in_shape=shape_of(x),
             out_shape=shape_of(node),
         )
+        if m is not None and c.rule is not None and c.rule.flow == "multihead":
+            return self.flow_multihead(c)
         if m is not None:
             extra = [a for a in _flat_nodes((node.args[1:], node.kwargs)) if self.val.get(a) is not None]
-            if extra or c.out_shape is None:
+            if extra or c.out_shape is None or isinstance(c.inp, _Multi):
                 self.lock_inputs(node, f"{c.desc} takes or returns several tensors; netgrow cannot follow channels there")
                 return None
         elif not self.tracked_args(node):
             return None
         if c.rule is not None and c.rule.flow == "size":
             return None  # reads sizes; the size-derived values adapt to the new widths by themselves
+        if isinstance(c.inp, _Multi):  # pieces of a split: only indexing picks one
+            if node.target is operator.getitem and isinstance(node.args[1], int):
+                i = node.args[1]
+                return c.inp.items[i] if -len(c.inp.items) <= i < len(c.inp.items) else self.unknown(node, c.desc)
+            return self.unknown(node, c.desc)
+        if c.rule is not None and c.rule.flow == "split":
+            return self.flow_split(c)
         if c.out_shape is None:
             self.lock_inputs(node, f"{c.desc} does not return a tensor; netgrow cannot follow these channels")
             return None
@@ -337,12 +480,75 @@ class _Analyser:
             return self.channelwise(c)
         return getattr(self, f"flow_{c.rule.flow}")(c)
 
+    def derive_param(self, node: fx.Node) -> None:
+        """``1 + weight``, ``weight.float()``: an elementwise function of one parameter alone still follows the
+        parameter's channels (Gemma's RMSNorm scales by ``1 + weight``)."""
+        if node.op == "call_module" or self.val.get(node) is not None:
+            return
+        args = list(_flat_nodes((node.args, node.kwargs)))
+        rule = rules.node_rule(node.op, node.target, self.mods)
+        if len(args) != 1 or args[0] not in self.param_views or rule is None:
+            return
+        if rule.flow in ("same", "cast", "elementwise") and rule.role == "passthrough":
+            if shape_of(node) == shape_of(args[0]):
+                self.param_views[node] = self.param_views[args[0]]
+                self.derived.add(node)
+        elif rule.flow == "expand":  # cls_token.expand(B, -1, -1): the channels stay where they were
+            out, inp = shape_of(node), shape_of(args[0])
+            if out is not None and inp is not None and len(out) == len(inp):
+                name, dims = self.param_views[args[0]]
+                self.param_views[node] = (name, [d if out[i] == inp[i] else None for i, d in enumerate(dims)])
+
+    def slice_param(self, node: fx.Node) -> None:
+        """``pos_emb[:, :T]``: a parameter sliced along other dims is still that parameter, dim for dim."""
+        name, dims = self.param_views[node.args[0]]  # type: ignore[index]
+        idx = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+        if not all(isinstance(i, (int, slice)) and not isinstance(i, bool) for i in idx) or len(idx) > len(dims):
+            return
+        out: list[int | None] = []
+        for d, i in enumerate(idx):
+            if isinstance(i, slice):  # a slice keeps the dim; only full slices keep every channel
+                out.append(dims[d] if i == slice(None) else None)
+        out += dims[len(idx) :]
+        self.param_views[node] = (name, out)
+
+    def note_size(self, node: fx.Node, size: int, layout: Layout, attrs: tuple[str, ...] = ()) -> None:
+        """Remember a literal size covering these channels that an attribute of the module running the node
+        holds (or may hold, in a specialised graph), so the ops update it (see ``ChannelGraph.sizes``)."""
+        stack = node.meta.get("nn_module_stack") or {}
+        if stack and (self.specialised or self.size_attribute(node, size, attrs)):
+            self.sizes.append((list(stack.values())[-1][0], int(size), layout, attrs))
+
+    def size_attribute(self, node: fx.Node, size: int, attrs: tuple[str, ...]) -> bool:
+        """Whether the module whose forward ran ``node`` has an int attribute equal to ``size`` (``attrs``:
+        which names count, see ``names_a_size``): then the literal was read from it and can follow."""
+        stack = node.meta.get("nn_module_stack") or {}
+        module = self.mods.get(list(stack.values())[-1][0]) if stack else None
+        return module is not None and any(
+            type(v) is int and v == size and names_a_size(k, attrs) for k, v in vars(module).items()
+        )
+
+    def keep_affine(self, node: fx.Node) -> None:
+        """Reshapes and slices of other dims keep each channel's values: the channel-wise source stays."""
+        x = node.args[0] if node.args else None
+        name = getattr(node.target, "__name__", node.target)
+        out, inp = self.value(node), self.value(x)
+        if name in ("reshape", "view", "getitem", "contiguous") and isinstance(out, tuple) and isinstance(inp, tuple):
+            if out[1] == inp[1]:
+                self.pass_affine(node)
+
+    def pass_affine(self, node: fx.Node) -> None:
+        """A value-preserving op (dropout in eval, a copy) keeps its input's channel-wise source."""
+        x = node.args[0] if node.args else None
+        if isinstance(x, fx.Node) and x in self.affine and len(x.users) == 1:
+            self.affine[node] = self.affine[x]
+
     def producer(self, c: _Call) -> Tracked | None:
         """Conv/Linear: the input channels are consumed, the output channels are a new group."""
         rule, name, inp = c.rule, c.name, c.inp
-        ch_in = rules.resolve_dim(rule.in_dim, c.module, len(c.in_shape))
         consumes = None
-        if inp is not None:
+        if rule.in_dim is not None and inp is not None:  # (a lookup's input holds token ids, never channels)
+            ch_in = rules.resolve_dim(rule.in_dim, c.module, len(c.in_shape))
             if inp[0] == ch_in:
                 consumes = inp[1]
             else:
@@ -352,11 +558,18 @@ class _Analyser:
             ch_out = rules.resolve_dim(rule.out_dim, c.module, len(c.out_shape))
             gid = self.new_group(c.out_shape[ch_out])
             self.info[gid].producers.append(name)
-        use = self.record_use(ModuleUse(name, "producer", consumes=consumes, produces=gid))
-        if consumes is not None:
+        x = c.node.args[0] if c.node.args else None
+        feeds = self.affine.get(x) if isinstance(x, fx.Node) and len(x.users) == 1 else None
+        use = self.record_use(
+            ModuleUse(
+                name, "producer", consumes=consumes, produces=gid,
+                out_layout=None if gid is None else (Segment(gid),), feeds_from=feeds,
+            )
+        )  # fmt: skip
+        if consumes is not None and use.consumes is consumes:
             offset = 0
             for s in consumes:
-                self.g(s.group).consumers.append(Consumer(name, offset, s.block))
+                self.g(s.group).consumers.append((Consumer(name, offset, s.block), s.group))  # type: ignore[arg-type]
                 offset += self.seg_width(s)
         if rule.reason:
             why = rule.reason.replace("{name}", repr(name))
@@ -365,7 +578,7 @@ class _Analyser:
                 self.g(gid).locks.append(why)
         if gid is None:
             return None  # a consumer's output channels are fixed
-        return ch_out, (Segment(self.find(use.produces)),)  # a module called twice produces one group
+        return ch_out, (Segment(use.produces),)  # type: ignore[arg-type]  # a module called twice: one group
 
     def channelwise(self, c: _Call) -> Tracked | None:
         """Per-channel tensors along the channels (norms, PReLU, depthwise conv); norms may also mix them."""
@@ -395,6 +608,8 @@ class _Analyser:
         pdim = rule.param_dim(c.module, nd, dim) if rule.param_dim is not None else 0
         self.note_pass(c.name, lay)
         self.record_use(ModuleUse(c.name, "channelwise", carries=lay, param_dim=pdim))
+        if rule.normalises is not None and c.module is not None and getattr(c.module, "weight", None) is not None:
+            self.affine[c.node] = c.name  # a norm's affine output: a tied head after it may take its division
         return inp
 
     # ---------------------------------------------------------------- pass-through flows
@@ -403,14 +618,19 @@ class _Analyser:
         if c.module is not None:
             if c.inp is not None:
                 self.note_pass(c.name, c.inp[1])
+                if c.rule.keeps_range and not c.rule.activation:  # dropout (identity in eval), Identity
+                    self.pass_affine(c.node)
             return c.inp
         if c.inp is not None and len(self.tracked_args(c.node)) == 1 and c.in_shape == c.out_shape:
+            if c.rule.keeps_range and not c.rule.activation or c.node.target in _COPIES:
+                self.pass_affine(c.node)
             return c.inp
         return self.flow_elementwise(c)
 
     def flow_cast(self, c: _Call) -> Tracked | None:
         """``.to(other)``/``.type_as(other)``: a tensor argument only lends its dtype/device."""
         if c.inp is not None and c.in_shape == c.out_shape:
+            self.pass_affine(c.node)
             return c.inp
         return self.flow_same(c)
 
@@ -494,23 +714,37 @@ class _Analyser:
             self.lock_inputs(node, f"{desc} combines channels sitting in different dims {sorted(dims)}")
             return None
         od = dims.pop()
+        params: list[tuple[str, int]] = []
+        derived = False
         for a in _flat_nodes((node.args, node.kwargs)):
             shape = shape_of(a)
             if shape is None or self.val.get(a) is not None:
                 continue
             ad = od - (nd - len(shape))
             if 0 <= ad < len(shape) and shape[ad] != 1:
+                view = self.param_views.get(a)
+                if view is not None and view[1][ad] is not None and shape[ad] == out_shape[od]:
+                    params.append((view[0], view[1][ad]))  # a parameter used directly: it follows the channels
+                    derived |= a in self.derived
+                    continue
                 self.lock_inputs(node, f"{desc} combines these channels with the fixed-size tensor {a.name!r}")
                 return None
         merged = self.merge_layouts(layouts, f"{desc} combines channels laid out differently")
-        return None if merged is None else (od, merged)
+        if merged is None:
+            return None
+        for pname, pdim in params:
+            self.record_use(ModuleUse(pname, "param", carries=merged, param_dim=pdim))
+            self.note_pass(pname, merged)
+            if len(params) == 1 and len(layouts) == 1 and not derived and node.target in (torch.mul, operator.mul, "mul"):
+                self.affine[node] = pname  # x * weight: a norm's scale, which a tied head may absorb
+        return od, merged
 
     def flow_cat(self, c: _Call) -> Tracked | None:
         node, desc, out_shape = c.node, c.desc, c.out_shape
         tensors = list(_arg(node, 0, "tensors", ()))
         nd = len(out_shape)
         dim = _norm_dim(_arg(node, 1, "dim", 0), nd)
-        vals = [(a, self.val.get(a) if isinstance(a, fx.Node) else None) for a in tensors]
+        vals = [(a, self.value(a)) for a in tensors]
         tracked_dims = {t[0] for _, t in vals if t is not None}
         if tracked_dims == {dim}:
             layout: list[Segment] = []
@@ -521,9 +755,18 @@ class _Analyser:
                     width = (shape_of(a) or (0,) * nd)[dim]
                     layout.append(Segment(self.new_group(width, lock=f"{desc} concatenates fixed channels of {a}")))
             return dim, tuple(layout)
-        if len(tracked_dims) == 1 and all(t is not None for _, t in vals):
-            merged = self.merge_layouts([t[1] for _, t in vals], f"{desc} stacks channels laid out differently")
-            return None if merged is None else (tracked_dims.pop(), merged)
+        params = [(a, self.param_views.get(a)) for a, t in vals if t is None]
+        if len(tracked_dims) == 1 and all(v is not None for _, v in params):
+            od = next(iter(tracked_dims))
+            merged = self.merge_layouts([t[1] for _, t in vals if t is not None], f"{desc} stacks channels laid out differently")
+            if merged is None:
+                return None
+            for a, (pname, pdims) in params:  # type: ignore[misc]  # a class token joined along the sequence
+                if pdims[od] is None or (shape_of(a) or ())[od] != out_shape[od]:
+                    return self.unknown(node, desc)
+                self.record_use(ModuleUse(pname, "param", carries=merged, param_dim=pdims[od]))
+                self.note_pass(pname, merged)
+            return od, merged
         return self.unknown(node, desc)
 
     def flow_reshape(self, c: _Call) -> Tracked | None:
@@ -539,17 +782,222 @@ class _Analyser:
             sizes = list(sizes[0])
         for t in range(len(out_shape)):
             tail = math.prod(out_shape[t + 1 :])
-            if math.prod(out_shape[:t]) == outer and out_shape[t] * tail == width * inner and inner % tail == 0:
-                if len(sizes) == len(out_shape) and isinstance(sizes[t], int) and sizes[t] != -1:
-                    self.lock(
-                        lay,
-                        f"{desc} hard-codes size {sizes[t]} for the dim holding these channels; "
-                        f"write x.view(x.size(0), -1) or torch.flatten(x, 1) instead",
-                    )
+            if math.prod(out_shape[:t]) != outer or out_shape[t] * tail != width * inner:
+                continue
+            if inner % tail and tail % inner:
+                continue
+            hard = len(sizes) == len(out_shape) and isinstance(sizes[t], int) and sizes[t] != -1
+            from_attr = hard and tail > inner and self.size_attribute(node, sizes[t], HEAD_COUNT)
+            if hard and not self.specialised and tail > inner and not from_attr:
+                self.lock(
+                    lay,
+                    f"{desc} splits or mixes these channels (shape {list(in_shape)} -> {list(out_shape)}) with a "
+                    f"hard-coded {sizes[t]}; a split into heads must say -1 there (x.view(B, T, -1, head_dim))",
+                )
+                return None
+            if hard and not self.specialised and out_shape[t] != in_shape[dim] and not from_attr:
+                self.lock(
+                    lay,
+                    f"{desc} hard-codes size {sizes[t]} for the dim holding these channels; "
+                    f"write -1 there (x.view(x.size(0), -1), x.view(B, T, -1, head_dim)) or torch.flatten(x, 1)",
+                )
+                return None
+            ratio = Fraction(inner, tail)  # < 1: the dim is split into (units, within-unit) dims, e.g. heads
+            new = tuple(Segment(s.group, s.block * ratio) for s in lay)
+            if hard and ratio < 1 and (self.specialised or from_attr):  # view(B, T, self.n_head, hd)
+                self.note_size(node, sizes[t], new, HEAD_COUNT)
+            for old_s, new_s in zip(lay, new):
+                e = self.eff_block(new_s)
+                if e.denominator != 1 and not self.refine(new_s.group, e.denominator):
+                    self.lock(lay, f"{desc} splits these channels into pieces of {tail // inner}, which do not "
+                                   f"divide the channels of {self.g(old_s.group).producers or 'the group'}")
                     return None
-                return t, tuple(Segment(s.group, s.block * (inner // tail)) for s in lay)
+            return t, new
         self.lock(lay, f"{desc} splits or mixes these channels (shape {list(in_shape)} -> {list(out_shape)})")
         return None
+
+
+    def flow_split(self, c: _Call) -> _Multi | None:
+        """``split``/``chunk``: the mirror of ``cat`` (a fused q/k/v projection divides its group in three)."""
+        node, desc, inp, in_shape = c.node, c.desc, c.inp, c.in_shape
+        chunk = node.target in (torch.chunk, "chunk")
+        if inp is None:
+            return None
+        dim, lay = inp
+        nd = len(in_shape)
+        along = _norm_dim(_arg(node, 2, "dim", 0), nd)
+        if along != dim:  # pieces along another dim all carry the same channels
+            n = _arg(node, 1, "chunks" if chunk else "split_size_or_sections", 1)
+            count = n if chunk else (len(n) if isinstance(n, (list, tuple)) else -(-in_shape[along] // n))
+            return _Multi([inp] * int(count))
+        size = in_shape[dim]
+        arg = _arg(node, 1, "chunks" if chunk else "split_size_or_sections", None)
+        literal = isinstance(arg, int) or (isinstance(arg, (list, tuple)) and all(isinstance(v, int) for v in arg))
+        if not literal or (chunk and not isinstance(arg, int)):
+            self.lock(lay, f"{desc} reads its piece sizes from a tensor size, which would not follow a new width; "
+                           f"use .chunk(n, dim)")
+            return None
+        if chunk:
+            step = -(-size // int(arg))
+            sizes = [min(step, size - i) for i in range(0, size, step)]
+        elif isinstance(arg, int):
+            sizes = [min(arg, size - i) for i in range(0, size, arg)]
+        else:
+            sizes = [int(v) for v in arg]
+        from_attr = isinstance(arg, int) and self.size_attribute(node, arg, ())  # split(self.n_embd, dim=2)
+        if not chunk and len(sizes) > 1 and not self.specialised and not from_attr:
+            self.lock(lay, f"{desc} hard-codes pieces of {arg} channels, which would not follow a new width; "
+                           f"use .chunk(n, dim)")
+            return None
+        # equal pieces (chunk, or one split size) must stay equal: they share one mapping
+        equal = chunk or isinstance(arg, int)
+        if equal and len(set(sizes)) > 1:
+            self.lock(lay, f"{desc} cuts these channels into unequal pieces {sizes}")
+            return None
+        cuts = set(itertools.accumulate(sizes))
+        pos = 0
+        for s in lay:  # divide every segment a cut falls inside
+            w, e = self.seg_width(s), self.eff_block(s)
+            inner = sorted(c - pos for c in cuts if pos < c < pos + w)
+            if inner:
+                bounds = [0, *inner, w]
+                pieces = [Fraction(b - a) / e for a, b in zip(bounds, bounds[1:])]
+                if any(p.denominator != 1 for p in pieces) or not self.partition(s.group, [int(p) for p in pieces]):
+                    self.lock(lay, f"{desc} cuts through channels already joined with others; netgrow splits "
+                                   f"only a layer's own output (e.g. a fused q/k/v projection)")
+                    return None
+            pos += w
+        lay = self.expand(lay)
+        items, pos, k = [], 0, 0
+        for size in sizes:
+            piece: list[Segment] = []
+            while pos < sum(sizes[: len(items) + 1]) and k < len(lay):
+                piece.append(lay[k])
+                pos += self.seg_width(lay[k])
+                k += 1
+            items.append((dim, tuple(piece)))
+        if equal and len(items) > 1:
+            merged = self.merge_layouts([t[1] for t in items], f"{desc} cuts channels laid out differently")
+            if merged is None:
+                return None
+            if isinstance(arg, int) and not chunk:
+                self.note_size(node, arg, merged)
+        return _Multi(items)
+
+    def flow_multihead(self, c: _Call) -> _Multi | None:
+        """``nn.MultiheadAttention`` as one composite layer: ``in_proj`` consumes the query/key/value channels
+        and produces 3 x heads (units of head_dim), ``out_proj`` consumes the heads and produces a new group.
+        The module needs query width == embed_dim == heads x head_dim, so the input channels are united with
+        the heads (in whole heads: the stream's units become head_dim channels)."""
+        node, m, name, desc = c.node, c.module, c.name, c.desc
+        q, k, v = (_arg(node, i, n, None) for i, n in enumerate(("query", "key", "value")))
+        vals = [self.value(t) for t in (q, k, v)]
+        tracked = [t for t in vals if t is not None]
+        shape = shape_of(q)
+        users = [u for u in node.users if not (u.target is operator.getitem and (u.args[1] == 0 or not u.users))]
+        problem = None
+        if not m._qkv_same_embed_dim or m.in_proj_weight is None:
+            problem = "has separate key/value widths (kdim/vdim)"
+        elif len(tracked) != 3 or any(t[0] != len(shape or ()) - 1 for t in tracked):
+            problem = "gets fixed or misplaced channels for some of query, key, value"
+        elif users:
+            problem = "returns head-averaged attention weights that are used, which replicated heads would change"
+        if problem:
+            self.lock_inputs(node, f"{desc} {problem}")
+            return None
+        stream = self.merge_layouts([t[1] for t in tracked], f"{desc} gets query/key/value laid out differently")
+        if stream is None:
+            return None
+        heads = self.new_group(m.embed_dim)
+        if not self.refine(heads, m.head_dim):
+            self.lock(stream, f"{desc}: embed_dim {m.embed_dim} is not whole heads of {m.head_dim}")
+            return None
+        head_seg = Segment(heads)
+        merged = self.merge_layouts([stream, (head_seg,)], f"{desc} needs its input width to equal its heads' width")
+        if merged is None:
+            return None
+        in_proj = f"{name}.in_proj_weight"
+        self.record_use(ModuleUse(in_proj, "param", consumes=stream, carries=(head_seg,) * 3, param_dim=0))
+        self.record_use(ModuleUse(f"{name}.in_proj_bias", "param", carries=(head_seg,) * 3, param_dim=0))
+        offset = 0
+        for s in stream:
+            self.g(s.group).consumers.append((Consumer(in_proj, offset, s.block), s.group))  # type: ignore[arg-type]
+            offset += self.seg_width(s)
+        out = self.new_group(m.out_proj.out_features)
+        out_name = f"{name}.out_proj"
+        self.info[out].producers.append(out_name)
+        self.record_use(ModuleUse(out_name, "producer", consumes=(head_seg,), produces=out, out_layout=(Segment(out),)))
+        self.g(heads).consumers.append((Consumer(out_name, 0, 1), heads))
+        self.sizes.append((name, m.embed_dim, (head_seg,), ("embed_dim", "kdim", "vdim")))
+        self.sizes.append((name, m.num_heads, (Segment(heads, Fraction(1, m.head_dim)),), ("num_heads",)))
+        return _Multi([(len(shape) - 1, (Segment(out),)), None])
+
+    def flow_contraction(self, c: _Call) -> Tracked | None:
+        """``a @ b`` of two activations: batch dims join their groups; a contracted group is locked."""
+        node, desc = c.node, c.desc
+        a, b = node.args[0], node.args[1]
+        ta, tb = self.value(a), self.value(b)
+        sa, sb, so = shape_of(a), shape_of(b), shape_of(node)
+        if sa is None or sb is None or so is None or len(sa) < 2 or len(sb) < 2:
+            return self.unknown(node, desc)
+        out: list[Tracked] = []
+        for t, shape, contracted, kept in ((ta, sa, len(sa) - 1, len(so) - 2), (tb, sb, len(sb) - 2, len(so) - 1)):
+            if t is None:
+                continue
+            if t[0] == contracted:
+                self.lock(t[1], f"{desc} sums over these channels together with another activation")
+                return None
+            if t[0] in (len(shape) - 1, len(shape) - 2):
+                out.append((kept, t[1]))
+            else:
+                od = t[0] + len(so) - len(shape)
+                if shape[t[0]] != so[od]:
+                    return self.unknown(node, desc)
+                out.append((od, t[1]))
+        if not out:
+            return None
+        dims = {d for d, _ in out}
+        if len(dims) != 1:
+            self.lock_inputs(node, f"{desc} puts channels of its operands in different dims {sorted(dims)}")
+            return None
+        merged = self.merge_layouts([lay for _, lay in out], f"{desc} joins channels laid out differently")
+        return None if merged is None else (dims.pop(), merged)
+
+    def flow_attention(self, c: _Call) -> Tracked | None:
+        """``scaled_dot_product_attention(q, k, v, mask)``: heads of q, k and v are one group (q @ k^T per head,
+        then @ v), the head dim is contracted (never resized); GQA (``enable_gqa``) keeps key/value groups."""
+        node, desc = c.node, c.desc
+        q, k, v = (_arg(node, i, n, None) for i, n in enumerate(("query", "key", "value")))
+        vals = [self.value(t) for t in (q, k, v)]
+        mask = _arg(node, 3, "attn_mask", None)
+        if self.value(mask) is not None or any(t is None for t in vals):
+            self.lock_inputs(node, f"{desc} mixes channels of its mask, or of only some of q, k, v")
+            return None
+        nd = len(shape_of(q) or ())
+        if any(t[0] >= nd - 2 for t in vals):
+            self.lock_inputs(node, f"{desc} attends over the dim holding these channels (it must be a heads dim)")
+            return None
+        dims = {t[0] for t in vals}
+        if len(dims) != 1:
+            return self.unknown(node, desc)
+        nq, nk = (shape_of(q) or ())[vals[0][0]], (shape_of(k) or ())[vals[1][0]]
+        kv = [vals[1][1], vals[2][1]]
+        if nq != nk:  # grouped-query attention: query head h uses key/value head h // (nq // nk)
+            if nq % nk:
+                return self.unknown(node, desc)
+            kv = [tuple(Segment(s.group, s.block * (nq // nk)) for s in lay) for lay in kv]
+        merged = self.merge_layouts([vals[0][1], *kv], f"{desc} joins heads laid out differently")
+        return None if merged is None else (dims.pop(), merged)
+
+    def flow_expand(self, c: _Call) -> Tracked | None:
+        inp, in_shape, out_shape, desc = c.inp, c.in_shape, c.out_shape, c.desc
+        if inp is None or out_shape is None:
+            return None
+        od = inp[0] + len(out_shape) - len(in_shape)
+        if out_shape[od] != in_shape[inp[0]]:
+            self.lock(inp[1], f"{desc} broadcasts a single channel")
+            return None
+        return od, inp[1]
 
     def flow_reduce(self, c: _Call) -> Tracked | None:
         node, desc, inp, in_shape = c.node, c.desc, c.inp, c.in_shape
@@ -562,6 +1010,14 @@ class _Analyser:
             red = list(range(nd))
         red = [_norm_dim(d, nd) for d in (red if isinstance(red, (tuple, list)) else [red])]
         keep = bool(_arg(node, 2, "keepdim", False))
+        name = getattr(node.target, "__name__", str(node.target))
+        if dim in red and name == "mean" and len(red) == 1 and len(lay) == 1:
+            # a mean over the channels (RMSNorm, a LayerNorm written out) survives uniform replication
+            self.g(lay[0].group).uniform.append(
+                f"{desc} averages over these channels, so they can only grow by whole multiples of the width "
+                f"with every unit replicated equally"
+            )
+            return None
         if dim in red:
             self.lock(lay, f"{desc} reduces over these channels; replicated units would change it")
             return None
@@ -618,41 +1074,48 @@ class _Analyser:
 
     # ---------------------------------------------------------------- result
     def result(self) -> ChannelGraph:
-        roots = sorted({self.find(i) for i in range(len(self.parent))})
+        roots = sorted({self.find(i) for i in range(len(self.parent)) if i not in self.parts})
         new_id = {r: i for i, r in enumerate(roots)}
         groups = []
         for r in roots:
             info = self.info[r]
             locks = list(dict.fromkeys(info.locks))
+            consumers = [Consumer(c.module, c.offset, int(Fraction(c.block) * self.unit[g])) for c, g in info.consumers]
             groups.append(
                 ChannelGroup(
                     id=new_id[r],
                     width=info.width,
                     producers=list(dict.fromkeys(info.producers)),
                     passthrough=list(dict.fromkeys(info.passthrough)),
-                    consumers=list(dict.fromkeys(info.consumers)),
+                    consumers=list(dict.fromkeys(consumers)),
                     locked=bool(locks),
                     reason="; ".join(locks) or None,
                     is_output=info.is_output,
                     uniform=info.uniform[0] if info.uniform else None,
+                    unit=self.unit[r],
                 )
             )
 
         def remap(layout: Layout | None) -> Layout | None:
-            return None if layout is None else tuple(Segment(new_id[self.find(s.group)], s.block) for s in layout)
+            if layout is None:
+                return None
+            return tuple(Segment(new_id[self.find(s.group)], int(self.eff_block(s))) for s in self.expand(layout))
 
-        modules = {
-            name: ModuleUse(
+        modules = {}
+        for name, u in self.uses.items():
+            out = remap(u.out_layout)
+            modules[name] = ModuleUse(
                 name,
                 u.kind,
                 consumes=remap(u.consumes),
-                produces=None if u.produces is None else new_id[self.find(u.produces)],
+                produces=out[0].group if out else None,
                 carries=remap(u.carries),
                 param_dim=u.param_dim,
+                out_layout=out,
+                feeds_from=u.feeds_from,
             )
-            for name, u in self.uses.items()
-        }
-        return ChannelGraph(groups, modules)
+        sizes = [(path, size, remap(lay), attrs) for path, size, lay, attrs in self.sizes]
+        return ChannelGraph(groups, modules, sizes)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------ small helpers
@@ -692,7 +1155,7 @@ def analyse(model: nn.Module, example_input: torch.Tensor) -> ChannelGraph:
     The model is not changed (shapes are propagated on a meta-device copy, or in eval mode under
     ``no_grad`` with the training flags restored).
     """
-    analyser = _Analyser(*trace_with_shapes(model, example_input))
+    analyser = _Analyser(*capture(model, example_input))
     analyser.run()
     graph = analyser.result()
     log.debug("%s: %d channel groups", type(model).__name__, len(graph.groups))

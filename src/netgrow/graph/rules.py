@@ -58,7 +58,8 @@ ROLES: tuple[str, ...] = ("producer", "consumer", "channelwise", "passthrough", 
 # How a pass-through op moves the channel dim (each is one method of netgrow.graph.groups._Analyser)
 FLOWS: tuple[str, ...] = (
     "same", "cast", "elementwise", "spatial", "along", "flatten", "reshape", "reduce", "cat", "getitem",
-    "permute", "unsqueeze", "squeeze", "size",
+    "permute", "unsqueeze", "squeeze", "size", "split", "contraction", "attention", "expand", "lookup",
+    "multihead",
 )  # fmt: skip
 Dim = Union[int, Callable[[nn.Module], int]]
 FreshInit = Callable[[nn.Module, str, torch.Size, torch.dtype, Union[torch.Generator, None]], torch.Tensor]
@@ -106,7 +107,8 @@ class LayerRule:
             raise NetgrowValueError(f"LayerRule: role {self.role!r} is unknown; use one of {ROLES}")
         if self.flow not in FLOWS:
             raise NetgrowValueError(f"LayerRule: flow {self.flow!r} is unknown; use one of {FLOWS}")
-        if self.role in ("producer", "consumer") and (self.in_dim is None or not self.in_tensors):
+        lookup = self.flow == "lookup"  # an embedding: its input holds indices, it has no input channels
+        if self.role in ("producer", "consumer") and not lookup and (self.in_dim is None or not self.in_tensors):
             raise NetgrowValueError(
                 f"LayerRule: a {self.role} needs in_dim (the input dim it sums over) and in_tensors "
                 f"(e.g. {{'weight': 1}})"
@@ -158,6 +160,8 @@ RuleOrChooser = Union[LayerRule, Callable[[nn.Module], LayerRule]]
 MODULE_RULES: dict[type, RuleOrChooser] = {}  # a chooser picks a variant from the instance (e.g. groups)
 FUNCTION_RULES: dict[Any, LayerRule] = {}
 METHOD_RULES: dict[str, LayerRule] = {}
+# third-party module classes known by class name, so netgrow need not import their package (HF's Conv1D)
+NAMED_MODULE_RULES: dict[str, RuleOrChooser] = {}
 
 
 # ------------------------------------------------------------------------------------------ registration
@@ -223,12 +227,15 @@ def module_rule(module: nn.Module) -> LayerRule | None:
         rule = MODULE_RULES.get(cls)
         if rule is not None:
             return rule if isinstance(rule, LayerRule) else rule(module)
+    rule = NAMED_MODULE_RULES.get(type(module).__name__)
+    if rule is not None:
+        return rule if isinstance(rule, LayerRule) else rule(module)
     return None
 
 
 def is_leaf_class(cls: type) -> bool:
     """A module class with a rule of its own is traced as one call (as torch.nn layers always are)."""
-    return cls in MODULE_RULES
+    return cls in MODULE_RULES or cls.__name__ in NAMED_MODULE_RULES
 
 
 def node_rule(op: str, target: Any, modules: Mapping[str, nn.Module]) -> LayerRule | None:
@@ -492,3 +499,41 @@ METHOD_RULES["unsqueeze"] = LayerRule("passthrough", flow="unsqueeze")
 METHOD_RULES["squeeze"] = LayerRule("passthrough", flow="squeeze")
 for _name in ("size", "dim", "numel", "ndimension", "nelement"):
     METHOD_RULES[_name] = LayerRule("passthrough", flow="size")
+
+
+# ------------------------------------------------------------------------------------------ transformers
+# Embeddings, Hugging Face's transposed Conv1D, and the ops attention is written with: split/chunk
+# (the mirror of cat), matmul of two activations, scaled_dot_product_attention, expand.
+def _normal(std: float) -> FreshInit:
+    def init(module: nn.Module, name: str, shape: torch.Size, dtype: torch.dtype, gen: Any) -> torch.Tensor:
+        return torch.empty(shape, dtype=dtype).normal_(0.0, std, generator=gen)
+
+    return init
+
+
+EMBEDDING = LayerRule(
+    "producer", out_dim=-1, out_tensors={"weight": 1}, widths={"out": ("embedding_dim",)}, fresh=_normal(1.0),
+    flow="lookup",
+)  # fmt: skip
+MODULE_RULES[nn.Embedding] = EMBEDDING
+# Hugging Face's Conv1D (GPT-2): a linear layer whose weight is stored (in, out), width attribute nf
+NAMED_MODULE_RULES["Conv1D"] = LayerRule(
+    "producer", in_dim=-1, out_dim=-1, out_tensors={"weight": 1, "bias": 0}, in_tensors={"weight": 0},
+    widths={"out": ("nf",)}, fresh=_normal(0.02),
+)  # fmt: skip
+for _fn in (torch.split, torch.chunk):
+    FUNCTION_RULES[_fn] = LayerRule("passthrough", flow="split")
+for _name in ("split", "chunk"):
+    METHOD_RULES[_name] = LayerRule("passthrough", flow="split")
+for _fn in (torch.matmul, operator.matmul):
+    FUNCTION_RULES[_fn] = LayerRule("passthrough", flow="contraction")
+METHOD_RULES["matmul"] = LayerRule("passthrough", flow="contraction")
+FUNCTION_RULES[F.scaled_dot_product_attention] = LayerRule("passthrough", flow="attention")
+METHOD_RULES["expand"] = LayerRule("passthrough", flow="expand")
+FUNCTION_RULES[torch.rsqrt] = _SAME
+METHOD_RULES["rsqrt"] = _SAME
+for _fn in (torch.masked_fill,):
+    FUNCTION_RULES[_fn] = LayerRule("passthrough", flow="elementwise")
+METHOD_RULES["masked_fill"] = LayerRule("passthrough", flow="elementwise")
+# nn.MultiheadAttention: one composite rule (in_proj, heads, out_proj; see groups._Analyser.flow_multihead)
+MODULE_RULES[nn.MultiheadAttention] = LayerRule("passthrough", flow="multihead")

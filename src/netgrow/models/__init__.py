@@ -1,4 +1,4 @@
-"""netgrow.models: VGG, CIFAR ResNet, MLP and 1-D CNN families with exact growth paths.
+"""netgrow.models: VGG, CIFAR ResNet, MLP, 1-D CNN and GPT families with exact growth paths.
 
     >>> import torch, netgrow.models as M
     >>> small = M.create("vgg11", num_classes=10, width=0.25)
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 # importing the family modules registers their entry points
 from netgrow.models import cnn1d as _cnn1d  # noqa: F401
+from netgrow.models import gpt as _gpt  # noqa: F401
 from netgrow.models import mlp as _mlp  # noqa: F401
 from netgrow.models import resnet as _resnet  # noqa: F401
 from netgrow.models import vgg as _vgg  # noqa: F401
 from netgrow.models.blocks import BasicBlock
 from netgrow.models.cnn1d import CNN1d
+from netgrow.models.gpt import GPT, GPTConfig
 from netgrow.models.mlp import MLP
 from netgrow.models.registry import architecture, create, list_models, output_layer, register_model
 from netgrow.models.resnet import ResNet
@@ -27,6 +29,8 @@ from netgrow.models.grow import grow  # noqa: E402
 __all__ = [
     "BasicBlock",
     "CNN1d",
+    "GPT",
+    "GPTConfig",
     "MLP",
     "ResNet",
     "VGG",

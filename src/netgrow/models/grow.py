@@ -1,4 +1,5 @@
-"""Exact growth paths inside a family: VGG11 -> 13 -> 16 -> 19 and ResNet-20 -> 32 -> 44 -> 56 -> 110.
+"""Exact growth paths inside a family: VGG11 -> 13 -> 16 -> 19, ResNet-20 -> 32 -> 44 -> 56 -> 110, and any
+bigger GPT config (depth, d_model, heads, FFN; ``netgrow.models.gpt_grow``).
 
 The result has exactly the module structure, state_dict keys and shapes of a fresh ``create(target)`` with
 the model's own channel counts, and computes the same function:
@@ -24,7 +25,7 @@ the model's own channel counts, and computes the same function:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -32,6 +33,8 @@ from torch import nn
 
 from netgrow.errors import NetgrowValueError
 from netgrow.graph.example_input import check_example_input
+from netgrow.models.gpt import GPTConfig
+from netgrow.models.gpt_grow import grow_gpt
 from netgrow.models.registry import architecture, list_models
 from netgrow.models.resnet import DEPTHS, blocks_per_stage
 from netgrow.models.vgg import STAGES, stage_layout
@@ -139,17 +142,28 @@ def _grow_resnet(model: nn.Module, target: str) -> dict[str, str | None]:
 
 def grow(
     model: nn.Module,
-    target: str,
+    target: str | Mapping[str, Any] | GPTConfig,
     example_input: torch.Tensor,
     data: Iterable[Any] | None = None,
     verify: bool = True,
+    **gpt_options: Any,
 ) -> nn.Module:
     """A copy of netgrow model ``model`` grown into family member ``target`` (same function).
 
     ``data`` (VGG only): input batches for the new BatchNorms' statistics (see ``netgrow.ops.deepen``).
     ``verify``: check the function is unchanged on ``example_input`` (eval mode).
+    A GPT's ``target`` is a ``GPTConfig`` or the fields that grow, and ``gpt_options`` are
+    ``depth="copy"|"stack"``, ``noise``, ``seed`` (``netgrow.models.gpt_grow``).
     """
     check_example_input(model, example_input, "grow")
+    if _family(architecture(model)) == "gpt":
+        if data is not None:
+            raise NetgrowValueError("grow: data= is for VGG BatchNorm statistics; a GPT has no BatchNorm")
+        return grow_gpt(model, target, example_input, verify=verify, **gpt_options)  # type: ignore[arg-type]
+    if gpt_options:
+        raise NetgrowValueError(f"grow: options {sorted(gpt_options)} apply to GPT models only")
+    if not isinstance(target, str):
+        raise NetgrowValueError(f"grow: target must be a family member name like 'vgg19', got {target!r}")
     current = _check(model, target)
     new = clone(model)
     sources = _grow_vgg(new, target, data) if _family(current) == "vgg" else _grow_resnet(new, target)
@@ -172,4 +186,7 @@ def grow(
 def replay(model: nn.Module, record: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture change of a ``grow`` record (weights are loaded afterwards)."""
     device = next(model.parameters()).device
+    if record["target"] == "gpt":
+        x = record_input(record).to(device)
+        return grow_gpt(model, record["config"], x, depth=record["depth"], noise=0.0, seed=0, verify=False)
     return grow(model, record["target"], record_input(record).to(device), verify=False)

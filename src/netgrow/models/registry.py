@@ -11,9 +11,10 @@ rebuild it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -25,7 +26,12 @@ from netgrow.spec import get_spec, set_base
 log = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_OUTPUT_LAYER = "classifier"  # every netgrow family names its final layer this way
+# families built from a typed config dataclass (``create("gpt", n_layer=4, ...)``) instead of
+# (num_classes, width, in_channels, input_size): name -> config class
+_CONFIG_FAMILIES: dict[str, type] = {}
+_OUTPUT_LAYER = "classifier"  # every classifier family names its final layer this way
+# the GPT's output head is its (tied) token embedding
+_OUTPUT_LAYERS = {"gpt": "wte"}
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 InputSize = int | Sequence[int]  # an int, or one size per spatial dim
@@ -35,6 +41,17 @@ def register_model(fn: F) -> F:
     """Register a model entry point under its function name."""
     _REGISTRY[fn.__name__] = fn
     return fn
+
+
+def register_config_model(config_cls: type) -> Callable[[F], F]:
+    """Register an entry point ``fn(**config_fields) -> nn.Module`` whose keywords are ``config_cls``'s fields."""
+
+    def deco(fn: F) -> F:
+        _REGISTRY[fn.__name__] = fn
+        _CONFIG_FAMILIES[fn.__name__] = config_cls
+        return fn
+
+    return deco
 
 
 def list_models() -> list[str]:
@@ -68,8 +85,12 @@ def create(
     width: float = 1.0,
     in_channels: int = 3,
     input_size: int | Sequence[int] = 32,
+    **config: Any,
 ) -> nn.Module:
     """Build a fresh model of the registered family member ``name`` and record its base spec.
+
+    Config families (``"gpt"``) take their config dataclass's fields as keywords instead
+    (``create("gpt", vocab_size=96, n_layer=4, n_embd=128, n_head=4)``; see ``netgrow.models.gpt``).
 
         >>> import torch
         >>> create("vgg11", num_classes=5, width=0.25)(torch.zeros(2, 3, 32, 32)).shape
@@ -80,6 +101,13 @@ def create(
     names = list_models()
     if name not in _REGISTRY:
         raise NetgrowValueError(f"unknown model {name!r}; netgrow.models.create accepts one of {names}")
+    if name in _CONFIG_FAMILIES:
+        return _create_from_config(name, num_classes, width, in_channels, input_size, config)
+    if config:
+        raise NetgrowValueError(
+            f"create({name!r}) got unexpected keyword(s) {sorted(config)}; it takes num_classes, width, "
+            "in_channels and input_size"
+        )
     for key, value in {"num_classes": num_classes, "width": width, "in_channels": in_channels}.items():
         if not value > 0:
             raise NetgrowValueError(f"create({name!r}): {key}={value!r} is invalid; it must be positive")
@@ -87,6 +115,28 @@ def create(
         input_size = [int(s) for s in input_size]
     model = _REGISTRY[name](num_classes=num_classes, width=width, in_channels=in_channels, input_size=input_size)
     set_base(model, name, num_classes=num_classes, width=width, in_channels=in_channels, input_size=input_size)
+    log.debug("created %s (%d parameters)", name, sum(p.numel() for p in model.parameters()))
+    return model
+
+
+def _create_from_config(
+    name: str, num_classes: int, width: float, in_channels: int, input_size: Any, config: dict[str, Any]
+) -> nn.Module:
+    classic = {"num_classes": (num_classes, 10), "width": (width, 1.0), "in_channels": (in_channels, 3),
+               "input_size": (input_size, 32)}  # fmt: skip
+    given = [k for k, (v, default) in classic.items() if v != default]
+    fields = [f.name for f in dataclasses.fields(_CONFIG_FAMILIES[name])]
+    if given:
+        raise NetgrowValueError(
+            f"create({name!r}) is configured by {_CONFIG_FAMILIES[name].__name__} fields {fields}, not {given}; "
+            f"e.g. create({name!r}, vocab_size=...) instead of num_classes"
+        )
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        raise NetgrowValueError(f"create({name!r}): unknown keyword(s) {unknown}; use fields of {fields}")
+    cfg = _CONFIG_FAMILIES[name](**config)
+    model = _REGISTRY[name](**dataclasses.asdict(cfg))
+    set_base(model, name, **dataclasses.asdict(cfg))
     log.debug("created %s (%d parameters)", name, sum(p.numel() for p in model.parameters()))
     return model
 
@@ -115,14 +165,15 @@ def architecture(model: nn.Module) -> str:
 def output_layer(model: nn.Module) -> str:
     """The ``named_modules()`` name of the final classifier layer.
 
-    netgrow's families all call it ``"classifier"``; for any other model the layer is found by tracing
-    (``netgrow.graph.output.find_output_layer``).
+    netgrow's classifier families all call it ``"classifier"``; the GPT's head is its tied token embedding
+    ``"wte"``; for any other model the layer is found by tracing (``netgrow.graph.output.find_output_layer``).
     """
     return graph_output_layer(model)
 
 
 def _family_output_layer(model: nn.Module) -> str | None:
-    return _OUTPUT_LAYER if get_spec(model)["base"] is not None else None
+    base = get_spec(model)["base"]
+    return None if base is None else _OUTPUT_LAYERS.get(base["family"], _OUTPUT_LAYER)
 
 
 # the growth ops (a layer below) ask netgrow.graph for the output layer; tell it about the families

@@ -319,17 +319,24 @@ def deepen(
     after: str,
     example_input: torch.Tensor,
     data: Iterable[Any] | None = None,
-    kind: Literal["layer", "residual"] = "layer",
+    kind: Literal["layer", "residual", "copy"] = "layer",
     verify: bool = True,
+    zero_output: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` with an identity block inserted after module ``after`` (see the module docstring).
 
     ``data`` (layer kind with BatchNorm only): input batches to measure the point's channel statistics.
     ``verify``: check the function is unchanged on ``example_input`` (eval mode).
+    ``kind="copy"``: ``after`` names a residual block; a copy of it with its residual-branch outputs zeroed
+    goes right after it (``netgrow.ops.deepen_copy``); ``zero_output=False`` stacks a plain copy.
     """
     check_example_input(model, example_input, "deepen")
+    if kind == "copy":
+        from netgrow.ops.deepen_copy import copy_block  # same layer; kept apart, it is its own surgery
+
+        return copy_block(model, after, example_input, zero_output=zero_output, verify=verify)
     if kind not in ("layer", "residual"):
-        raise NetgrowValueError(f"deepen: kind={kind!r} is not supported; use 'layer' or 'residual'")
+        raise NetgrowValueError(f"deepen: kind={kind!r} is not supported; use 'layer', 'residual' or 'copy'")
     new = clone(model)
     point = find_insertion_point(new, after, example_input)
     if kind == "residual" and point.dim == 0:
@@ -376,4 +383,7 @@ def replay(model: nn.Module, record: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture change of a ``deepen`` record (weights are loaded afterwards)."""
     device = next(model.parameters()).device
     x = record_input(record).to(device)
-    return deepen(model, record["after"], x, kind=record.get("kind", "layer"), verify=False)
+    return deepen(
+        model, record["after"], x, kind=record.get("kind", "layer"), verify=False,
+        zero_output=record.get("zero_output", True),
+    )  # fmt: skip

@@ -22,6 +22,7 @@ from netgrow.ops.param_map import set_param_map
 from netgrow.ops.rules import producer_weight
 from netgrow.ops.replay import example_input as zeros_input
 from netgrow.graph.trace import eval_mode
+from netgrow.ops.verify import first_output
 from netgrow.ops.widen import GroupMap, check_model_and_input, dtype_name, group_for_name, locked_reasons, resize_groups
 from netgrow.spec import append_record
 
@@ -35,17 +36,36 @@ def _conv_produced(model: nn.Module, group: ChannelGroup) -> bool:
     return all(isinstance(model.get_submodule(p), _CONVS) for p in group.producers)
 
 
-def prunable_groups(graph: ChannelGraph, model: nn.Module) -> list[ChannelGroup]:
-    """Hidden, unlocked groups whose producers are all convolutions and with no LayerNorm/GroupNorm."""
-    return [g for g in graph.groups if g.resizable and not g.uniform and _conv_produced(model, g)]
+LAYERS = ("conv", "linear")
 
 
-def filter_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
-    """L1 norm of each output channel's filter, summed over the group's producers (float64, on CPU)."""
+def prunable_groups(graph: ChannelGraph, model: nn.Module, layers: str = "conv") -> list[ChannelGroup]:
+    """Hidden, unlocked groups with no LayerNorm/GroupNorm over them, produced by convolutions only
+    (``layers="conv"``) or by linear-type layers only (``"linear"``: FFN units, and attention heads as whole
+    units, a key/value head with the query heads sharing it under GQA)."""
+    return [
+        g for g in graph.groups
+        if g.resizable and not g.uniform and _conv_produced(model, g) == (layers == "conv")
+    ]  # fmt: skip
+
+
+def filter_scores(model: nn.Module, group: ChannelGroup, graph: ChannelGraph | None = None) -> torch.Tensor:
+    """L1 norm of each unit's incoming weights (a conv filter; a head's q/k/v rows), summed over the group's
+    producers (float64, on CPU)."""
     score = torch.zeros(group.width, dtype=torch.float64)
     for name in group.producers:
-        w, dim = producer_weight(model.get_submodule(name))
-        score += w.detach().movedim(dim, 0).abs().flatten(1).sum(1).double().cpu()
+        w, out_dim = producer_weight(model.get_submodule(name))
+        rows = w.detach().movedim(out_dim, 0).abs().flatten(1).sum(1).double().cpu()
+        use = graph.modules.get(name) if graph is not None else None
+        if use is None or use.out_layout is None:
+            score += rows
+            continue
+        offset = 0
+        for seg in use.out_layout:  # a fused q/k/v projection holds the group three times; heads span block rows
+            n = graph.groups[seg.group].width * seg.block
+            if seg.group == group.id:
+                score += rows[offset : offset + n].view(group.width, seg.block).sum(1)
+            offset += n
     return score
 
 
@@ -69,13 +89,21 @@ def _shrink(model: nn.Module, graph: ChannelGraph, maps: dict[int, GroupMap], re
 
 
 def prune(
-    model: nn.Module, ratio: float, example_input: torch.Tensor, criterion: str = "l1", verify_runs: bool = True
+    model: nn.Module,
+    ratio: float,
+    example_input: torch.Tensor,
+    criterion: str = "l1",
+    verify_runs: bool = True,
+    layers: str = "conv",
 ) -> nn.Module:
     """A copy of ``model`` with ``ratio`` of the filters of every prunable conv group removed.
 
     ``ratio`` in [0, 1). The output layer is never pruned; locked groups and groups under LayerNorm or
     GroupNorm are left alone, and when that leaves no conv group to prune, ``LockedGroupError`` lists why. With ``verify_runs`` the result is run on ``example_input`` (eval mode) and
     must give an output of the same shape. The record holds the new width of every pruned group.
+    ``layers="linear"`` prunes the groups of linear layers instead of conv filters: FFN units and whole
+    attention heads of a transformer (key/value groups kept consistent), by the L1 norm of their incoming
+    weights (a head's q, k and v rows together).
 
     Example::
 
@@ -95,27 +123,38 @@ def prune(
         )
     if criterion not in CRITERIA:
         raise NetgrowValueError(f"prune: unknown criterion {criterion!r}; use one of {CRITERIA}")
+    if layers not in LAYERS:
+        raise NetgrowValueError(f"prune: layers={layers!r} is unknown; use one of {LAYERS}")
 
     graph = analyse(model, example_input)
-    prunable = prunable_groups(graph, model)
-    conv_groups = [g for g in graph.groups if g.producers and not g.is_output and _conv_produced(model, g)]
-    if not prunable and conv_groups:
+    prunable = prunable_groups(graph, model, layers)
+    candidates = [
+        g for g in graph.groups if g.producers and not g.is_output and _conv_produced(model, g) == (layers == "conv")
+    ]  # fmt: skip
+    if layers == "conv" and not candidates and prunable_groups(graph, model, "linear"):
+        log.warning("prune: %s has no conv filters to prune; layers='linear' prunes its linear units "
+                    "(FFN units, attention heads)", type(model).__name__)  # fmt: skip
+    if not prunable and candidates:
         raise LockedGroupError(
-            f"prune: nothing in {type(model).__name__} can be pruned, every hidden conv channel group is locked "
-            f"or normalised: {locked_reasons(conv_groups)}. Change the model so these reasons go away"
+            f"prune: nothing in {type(model).__name__} can be pruned, every hidden {layers} channel group is locked "
+            f"or normalised: {locked_reasons(candidates)}. Change the model so these reasons go away"
         )
     maps: dict[int, GroupMap] = {}
     widths: dict[str, int] = {}
     pruned = 0
+    convs = layers == "conv"
     for g in prunable:
         keep = max(1, g.width - round(float(ratio) * g.width))
         if keep == g.width:
             continue
-        kept = torch.topk(filter_scores(model, g), keep).indices.sort().values  # keep the original order
+        kept = torch.topk(filter_scores(model, g, graph), keep).indices.sort().values  # keep the original order
         maps[g.id] = _keep_map(kept, g.width)
         widths[g.name] = keep
-        pruned += (g.width - keep) * sum(isinstance(model.get_submodule(p), _CONVS) for p in g.producers)
-    total = _conv_filters(model, graph)
+        if convs:
+            pruned += (g.width - keep) * sum(isinstance(model.get_submodule(p), _CONVS) for p in g.producers)
+        else:
+            pruned += (g.width - keep) * len(g.producers)
+    total = _conv_filters(model, graph) if convs else sum(g.width * len(g.producers) for g in prunable)
     record = {
         "op": "prune",
         "ratio": float(ratio),
@@ -123,6 +162,7 @@ def prune(
         "widths": widths,
         "pruned_filters": pruned,
         "conv_filters": total,
+        "layers": layers,
         "input_shape": list(example_input.shape),
         "input_dtype": dtype_name(example_input),
     }
@@ -135,7 +175,7 @@ def prune(
 
 def _check_runs(old: nn.Module, new: nn.Module, x: torch.Tensor) -> None:
     with eval_mode(old, new), torch.no_grad():
-        a, b = old(x), new(x)
+        a, b = first_output(old(x)), first_output(new(x))
     if getattr(a, "shape", None) != getattr(b, "shape", None) or not torch.isfinite(b).all():
         raise VerificationError(
             f"prune: the pruned model's output has shape {tuple(getattr(b, 'shape', ()))} (finite: "

@@ -7,6 +7,7 @@ n units, which Net2WiderNet keeps in place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -25,9 +26,12 @@ def tolerance(reference: torch.Tensor, rel: float | None = None) -> float:
     return rel * (1.0 + float(reference.detach().abs().max()))
 
 
-def _first_output(out: Any) -> torch.Tensor | None:
+def first_output(out: Any) -> torch.Tensor | None:
+    """The tensor a model's output leads with (a tensor, a tuple's first, a Hugging Face output's logits)."""
     if isinstance(out, torch.Tensor):
         return out
+    if isinstance(out, Mapping):  # Hugging Face ModelOutput: logits / last hidden state first
+        out = tuple(v for v in out.values() if v is not None)
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
     return None
@@ -40,7 +44,7 @@ def _record_outputs(model: nn.Module, x: Any) -> tuple[Any, list[tuple[str, torc
         if name and not list(mod.children()):  # leaves only: containers repeat their last child
 
             def hook(_m: nn.Module, _i: Any, out: Any, name: str = name) -> None:
-                t = _first_output(out)
+                t = first_output(out)
                 if t is not None:
                     seen.append((name, t.detach()))
 
@@ -68,7 +72,7 @@ def _slice_to(new: torch.Tensor, old_shape: torch.Size) -> torch.Tensor | None:
 def max_abs_diff(old_model: nn.Module, new_model: nn.Module, x: Any) -> float:
     """max |f_new(x) - f_old(x)| in eval mode (training flags restored afterwards)."""
     with eval_mode(old_model, new_model), torch.no_grad():
-        a, b = _first_output(old_model(x)), _first_output(new_model(x))
+        a, b = first_output(old_model(x)), first_output(new_model(x))
     assert a is not None and b is not None
     return float((a - b).abs().max())
 
@@ -82,8 +86,16 @@ def verify_preserved(
     """
     with eval_mode(old_model, new_model):
         old_out, old_seen = _record_outputs(old_model, x)
-        new_out, new_seen = _record_outputs(new_model, x)
-    a, b = _first_output(old_out), _first_output(new_out)
+        try:
+            new_out, new_seen = _record_outputs(new_model, x)
+        except Exception as exc:  # a forward reading a width netgrow does not track (a constant, another size)
+            raise VerificationError(
+                f"{op}: the grown model no longer runs: {type(exc).__name__}: {exc}. Its forward reads a width "
+                f"netgrow cannot follow (a constant, or a size taken from a tensor of another width); write -1 "
+                f"in views or leave that channel group out of the op",
+                module=None,
+            ) from exc
+    a, b = first_output(old_out), first_output(new_out)
     if a is None or b is None or a.shape != b.shape:
         raise VerificationError(
             f"{op}: the output shape changed from {getattr(a, 'shape', None)} to {getattr(b, 'shape', None)}",

@@ -26,9 +26,9 @@ from torch import nn
 
 from netgrow.errors import LockedGroupError, NetgrowTypeError, NetgrowValueError
 from netgrow.graph.example_input import check_example_input
-from netgrow.graph.groups import ChannelGraph, ChannelGroup, Layout, analyse
+from netgrow.graph.groups import ChannelGraph, ChannelGroup, Layout, analyse, names_a_size
 from netgrow.ops import rules
-from netgrow.ops.param_map import DimMap, ParamMap, ParamSource, note_origin, set_param_map
+from netgrow.ops.param_map import DimMap, ParamMap, ParamSource, gather, note_origin, set_param_map
 from netgrow.ops.replay import example_input as zeros_input
 from netgrow.ops.verify import verify_preserved
 from netgrow.spec import append_record
@@ -89,21 +89,23 @@ def resize_groups(
     """
     plans: dict[str, rules.ModulePlan] = {}
     for name, use in graph.modules.items():
+        if use.kind == "param":
+            continue
         role_maps: dict[str, DimMap] = {}
-        if use.produces is not None and use.produces in maps:
-            gm = maps[use.produces]
-            role_maps["out"] = DimMap.replicate(0, gm.index, gm.counts, "out")
-        for role, layout in (("in", use.consumes), ("pass", use.carries)):
+        for role, layout in (("out", use.out_layout), ("in", use.consumes), ("pass", use.carries)):
             gm = layout_map(graph, layout, maps) if layout else None
             if gm is not None:
                 role_maps[role] = DimMap.replicate(0, gm.index, gm.counts, role)  # type: ignore[arg-type]
         if role_maps:
             plans[name] = rules.plan(model.get_submodule(name), role_maps, use.param_dim)  # type: ignore[arg-type]
+    plans.update(param_plans(graph, maps))
+    keep_ties(model, graph, plans)
 
     # Copy everything except the tensors about to be rebuilt: they would be copied only to be thrown away.
     memo: dict[int, Any] = {}
     for name, p in plans.items():
-        module = model.get_submodule(name)
+        is_param = name in graph.modules and graph.modules[name].kind == "param"
+        module = model.get_submodule(name.rpartition(".")[0] if is_param else name)
         for tname in p.tensors:
             t = getattr(module, tname)
             memo[id(t)] = _placeholder(t)
@@ -111,7 +113,12 @@ def resize_groups(
     note_origin(new, model)
     cache: rules.Cache = {}
     for name, p in plans.items():
-        rules.apply(model.get_submodule(name), new.get_submodule(name), p, gen, cache)
+        if name in graph.modules and graph.modules[name].kind == "param":
+            apply_param(model, new, name, p, cache)
+        else:
+            rules.apply(model.get_submodule(name), new.get_submodule(name), p, gen, cache)
+    share_ties(model, new)
+    set_size_attributes(new, graph, maps)
     # deepcopy drops Parameter.grad; an op keeps all per-parameter state
     new_params = dict(new.named_parameters())
     for full, old_p in model.named_parameters():
@@ -121,9 +128,130 @@ def resize_groups(
     pm: ParamMap = {}
     for full, _ in [*new.named_parameters(), *new.named_buffers()]:
         owner, _, tname = full.rpartition(".")
-        p = plans.get(owner)
+        p = plans.get(full) or plans.get(owner)
         pm[full] = ParamSource(full, list(p.tensors.get(tname, [])) if p else [])
     return new, pm
+
+
+def param_plans(graph: ChannelGraph, maps: dict[int, GroupMap]) -> dict[str, rules.ModulePlan]:
+    """Plans for parameters used directly in forward (an RMSNorm weight, a positional parameter): copied by g."""
+    out: dict[str, rules.ModulePlan] = {}
+    for name, use in graph.modules.items():
+        if use.kind != "param":
+            continue
+        dims = []
+        gm = layout_map(graph, use.carries, maps) if use.carries else None
+        if gm is not None:
+            dims.append(DimMap.replicate(use.param_dim, gm.index, gm.counts, "pass"))
+        gm = layout_map(graph, use.consumes, maps) if use.consumes else None
+        if gm is not None:
+            dims.append(DimMap.replicate(use.in_dim, gm.index, gm.counts, "in"))
+        if dims:
+            out[name] = rules.ModulePlan({name.rpartition(".")[2]: sorted(dims, key=lambda d: d.dim)}, {})
+    return out
+
+
+def apply_param(model: nn.Module, new: nn.Module, name: str, p: rules.ModulePlan, cache: rules.Cache) -> None:
+    """Write the mapped parameter ``name`` of ``model`` into ``new`` (no rule: no width attribute to update)."""
+    owner, _, tname = name.rpartition(".")
+    old = getattr(model.get_submodule(owner), tname)
+    built, _ = rules._build(old.detach(), p.tensors[tname], cache)
+    param = nn.Parameter(built, requires_grad=old.requires_grad)
+    if old.grad is not None:
+        param.grad = gather(old.grad, ParamSource(name, p.tensors[tname]), "grad", built.shape)
+    setattr(new.get_submodule(owner), tname, param)
+
+
+def tied_parameters(model: nn.Module) -> list[list[tuple[str, str]]]:
+    """Every parameter registered under more than one (module, attribute), e.g. an embedding tied to the head."""
+    where: dict[int, list[tuple[str, str]]] = {}
+    for mname, m in model.named_modules(remove_duplicate=False):
+        for pname, p in m._parameters.items():
+            if p is not None and (mname, pname) not in where.get(id(p), []):
+                where.setdefault(id(p), []).append((mname, pname))
+    return [v for v in where.values() if len(v) > 1]
+
+
+def _as_role(dm: DimMap, role: str) -> DimMap:
+    """``dm`` with the weight/gradient scales of another role (the counts are read back from the scales)."""
+    c = 1.0 / (dm.grad_scale if bool((dm.weight_scale == 1).all()) else dm.weight_scale)
+    one = torch.ones_like(c)
+    return DimMap(dm.dim, dm.index, 1.0 / c, one) if role == "in" else DimMap(dm.dim, dm.index, one, 1.0 / c)
+
+
+def keep_ties(model: nn.Module, graph: ChannelGraph, plans: dict[str, rules.ModulePlan]) -> None:
+    """Rewrite the plans so each tied parameter is built once, the same for all its users.
+
+    A weight tied between a producer (embedding: rows copied, scale 1) and a consumer (output head:
+    columns divided by the replication count c) cannot be both. The tie is kept by copying it (scale 1)
+    and moving the division by c into the channel-wise affine (LayerNorm/RMSNorm weight and bias)
+    whose output is the head's only input: logits = sum_j (gamma_j / c_j) n_j E_j stay exact. Any
+    other tie that would need two different tensors is refused.
+    """
+    for members in tied_parameters(model):
+        planned = [(m, a) for m, a in members if m in plans and a in plans[m].tensors]
+        if not planned:
+            continue
+        where = ", ".join(f"{m}.{a}" for m, a in members)
+        if len(planned) != len(members):
+            missing = [f"{m}.{a}" for m, a in members if (m, a) not in planned]
+            raise NetgrowValueError(
+                f"the tied parameter {where} would be resized for some of its uses but not for {missing}; "
+                f"netgrow keeps ties or refuses: untie it, or leave its channel group out of the op"
+            )
+        first = plans[planned[0][0]].tensors[planned[0][1]]
+        for m, a in planned[1:]:
+            dims = plans[m].tensors[a]
+            if [d.dim for d in dims] != [d.dim for d in first] or any(
+                not torch.equal(x.index, y.index) for x, y in zip(dims, first)
+            ):
+                raise NetgrowValueError(
+                    f"the tied parameter {where} would be mapped differently by its uses; netgrow cannot keep "
+                    f"this tie: untie it, or leave its channel groups out of the op"
+                )
+        for m, a in planned:
+            dims = plans[m].tensors[a]
+            divided = [d for d in dims if not bool((d.weight_scale == 1).all())]
+            if not divided:
+                continue
+            use = graph.modules.get(m)
+            feed = use.feeds_from if use is not None else None
+            feed_plan = plans.get(feed or "")
+            if feed is None or feed_plan is None or len(divided) != 1:
+                raise NetgrowValueError(
+                    f"the tied parameter {where}: {m!r} sums over replicated channels and would need its copy "
+                    f"divided, which would break the tie; netgrow keeps such a tie only when a LayerNorm/RMSNorm "
+                    f"affine feeds {m!r} directly (it takes the division). Untie the weights, or leave the "
+                    f"group out of the op"
+                )
+            plans[m].tensors[a] = [_as_role(d, "pass") for d in dims]
+            for tname, fdims in feed_plan.tensors.items():
+                if tname in ("weight", "bias"):
+                    feed_plan.tensors[tname] = [_as_role(d, "in") for d in fdims]
+
+
+def set_size_attributes(new: nn.Module, graph: ChannelGraph, maps: dict[int, GroupMap]) -> None:
+    """Update the int attributes a forward reads its split/view sizes from (``GPT2Attention.split_size``).
+
+    Only attributes of the module whose forward used the size, and only those equal to it, change.
+    """
+    for path, size, layout, attrs in graph.sizes:
+        gm = layout_map(graph, layout, maps) if layout else None
+        if gm is None:
+            continue
+        module = new.get_submodule(path)
+        for attr, value in list(vars(module).items()):
+            if type(value) is int and value == size and names_a_size(attr, attrs):
+                setattr(module, attr, int(gm.index.numel()))
+
+
+def share_ties(model: nn.Module, new: nn.Module) -> None:
+    """Register the one new tensor of each tied parameter under all its names again."""
+    for members in tied_parameters(model):
+        m0, a0 = members[0]
+        shared = getattr(new.get_submodule(m0), a0)
+        for m, a in members[1:]:
+            setattr(new.get_submodule(m), a, shared)
 
 
 # ------------------------------------------------------------------------------------------ mappings
@@ -279,7 +407,9 @@ def widen(
     """A wider copy of ``model`` (Net2WiderNet); ``model`` is never changed.
 
     ``widths``: a factor for every resizable hidden group (new width = round(width * factor)), or
-    ``{producer name: new width}`` where any producer of a group names it. ``noise`` > 0 perturbs the
+    ``{producer name: new width}`` where any producer of a group names it; a group of attention heads
+    counts heads (``ChannelGroup.unit`` = head_dim channels each; under GQA, key/value groups), so
+    ``{"attn.c_attn": 8}`` means 8 heads. ``noise`` > 0 perturbs the
     replicated copies (not function-preserving then). ``method="random_pad"`` adds randomly initialised
     units instead (the paper's baseline). ``seed`` fixes the mapping (drawn from torch's global RNG if
     ``None``, and recorded). With ``verify`` the result is checked against ``model`` on ``example_input``

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netgrow.train.lm import as_tokens
 from netgrow.train.optim import LRSchedule, set_lr
 
 
@@ -127,7 +128,7 @@ def train_steps(
             set_lr(opt, new_lr)
             lr = new_lr
         with autocast(ctx.device, ctx.amp):
-            out = model(x)
+            out, y = as_tokens(model(x), y)  # next-token models: every token is a sample
             loss = crit(out, y)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -207,7 +208,7 @@ def evaluate(
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, amp):
-                out = model(x)
+                out, y = as_tokens(model(x), y)
             out = out.float()
             loss += F.cross_entropy(out, y, reduction="sum").to(dtype)
             hit = out.argmax(1) == y

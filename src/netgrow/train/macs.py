@@ -22,6 +22,12 @@ Adaptive pooling             the exact window sizes summed over output positions
 add/sub/mul/div (tensor op)  1 per output element (floating outputs only)
 sum/mean (tensor op)         1 per input element
 matmul/mm/bmm                output elements x inner dimension
+MultiheadAttention           q/k/v input projections (L·E·E + S·kdim·E + S·vdim·E) + q·kᵀ (L·S·E)
+                             + weights·v (L·S·E) + output projection (L·E·E) per sequence; S counts
+                             the extra key of ``add_bias_kv``/``add_zero_attn``
+scaled_dot_product_attention its two matrix products: q·kᵀ (L x S x E per query head) + softmax·v
+                             (L x S x Ev per query head); dense, i.e. a causal mask still counts the
+                             full L x S (what the kernel computes); the scale and softmax are free
 activations, dropout,        0 (no multiply-accumulate)
 identity, flatten, embedding
 ===========================  ===================================================================
@@ -151,6 +157,23 @@ def _zero_rule(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> tuple[int, in
     return 0, None
 
 
+def _mha_rule(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> tuple[int, int | None]:
+    assert isinstance(m, nn.MultiheadAttention)
+    if len(inputs) < 3:
+        raise NetgrowValueError(
+            "count_macs: MultiheadAttention was called with query/key/value as keywords, which forward hooks "
+            "cannot see; call it positionally, mha(query, key, value)"
+        )
+    q, k = inputs[0], inputs[1]
+    seq_dim = 1 if (m.batch_first and q.dim() == 3) else 0
+    tgt, src = q.shape[seq_dim], k.shape[seq_dim]
+    batch = q.numel() // (tgt * q.shape[-1])
+    e = m.embed_dim
+    keys = src + (1 if m.bias_k is not None else 0) + (1 if m.add_zero_attn else 0)
+    per_seq = tgt * e * e + src * (m.kdim + m.vdim) * e + 2 * tgt * keys * e + tgt * e * e
+    return batch * per_seq, None
+
+
 _ZERO_COST: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softmax,
@@ -164,6 +187,7 @@ MODULE_RULES: list[tuple[tuple[type[nn.Module], ...], ModuleRule]] = [
     ((_BatchNorm,), _per_element(1)),
     ((nn.LayerNorm, nn.GroupNorm, _InstanceNorm), _per_element(3)),
     ((nn.RMSNorm,), _per_element(2)),
+    ((nn.MultiheadAttention,), _mha_rule),
     ((_MaxPoolNd, _AvgPoolNd), _pool_rule),
     ((_AdaptiveAvgPoolNd, _AdaptiveMaxPoolNd), _adaptive_pool_rule),
     (_ZERO_COST, _zero_rule),
@@ -224,6 +248,13 @@ def _matmul(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> tuple[in
     return out.numel() * (a.shape[-1] if a.dim() else 1), None, 0
 
 
+def _sdpa(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> tuple[int, torch.Tensor | None, int]:
+    q, k = _arg(args, kwargs, 0, "query"), _arg(args, kwargs, 1, "key")
+    keys = k.shape[-2]
+    # q·kᵀ: every query element meets S keys; softmax·v: every output element sums over S values
+    return q.numel() * keys + out.numel() * keys, None, 0
+
+
 def _f_pool(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> tuple[int, torch.Tensor | None, int]:
     y = out[0] if isinstance(out, tuple) else out  # max_pool with return_indices
     return _pool_macs(args[0], y, _arg(args, kwargs, 1, "kernel_size")), None, 0
@@ -255,6 +286,7 @@ def _functional_rules() -> dict[Any, FunctionalRule]:
         for name in ("matmul", "mm", "bmm", "addmm", "baddbmm"):
             rules[getattr(owner, name)] = _matmul
     rules[F.linear] = _f_linear
+    rules[F.scaled_dot_product_attention] = _sdpa
     for fn in (F.conv1d, F.conv2d, F.conv3d):
         rules[fn] = _f_conv
     for fn in (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d):

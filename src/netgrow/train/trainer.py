@@ -13,6 +13,10 @@ or optimizer steps) or until the stopping rule fires, evaluates every epoch, app
 ``RUN_DIR/metrics.jsonl``, writes an epoch checkpoint (atomic) and at the end the stage checkpoint
 ``RUN_DIR/stages/stage{i}.safetensors`` (readable by ``netgrow.load``) with its summary ``stage{i}.json``.
 
+Next-token models (logits ``(batch, T, vocab)`` for targets ``(batch, T)``, e.g. a GPT on
+``netgrow.data.load("fortunes")``) train as they are: each token is a sample, MACs are per token and the
+rows add bits per character (``netgrow.train.lm``).
+
 Resume (``Trainer(..., resume=True)`` and the strategy calling the same stages again): a stage whose
 summary exists is not retrained -- its weights are loaded into the model passed in, its optimizer state
 and history are returned and the RNG states saved at its end restored, so growth ops that draw random
@@ -44,11 +48,12 @@ from netgrow.data.loader import make_loader
 from netgrow.errors import ConfigError, NetgrowTypeError, RunInterrupted, StorageError, TrainingError
 from netgrow.ops.param_map import ParamMap
 from netgrow.ops.param_map import param_map as get_param_map
+from netgrow.ops.verify import eval_mode
 from netgrow.spec import growth_log
 from netgrow.train import checkpoint as ckpt
 from netgrow.train import distributed as ddp
 from netgrow.train import meter as meters
-from netgrow.train import safe_io, validate
+from netgrow.train import lm, safe_io, validate
 from netgrow.train.carry import carry_optimizer_state
 from netgrow.train.config import TrainConfig
 from netgrow.train.interrupt import requested as stop_signal
@@ -332,7 +337,10 @@ class _StageRun:
         if masks:
             apply_masks(masks)  # masked entries are exactly zero from the first step (and MACs skip them)
         mask_dict = {n: m for n, p in model.named_parameters() for q, m in masks if q is p}
-        self.macs_per_sample = int(count_macs(model, example, masks=mask_dict or None))
+        # next-token models count one sample per predicted token (netgrow.train.lm)
+        with eval_mode(model), torch.no_grad():
+            self.tokens = lm.predictions_per_sample(model(example))
+        self.macs_per_sample = int(count_macs(model, example, masks=mask_dict or None)) // self.tokens
         self.params = sum(p.numel() for p in model.parameters())
         self.optimizer = build_optimizer(named, cfg, lr)
         self.carry_from = carry_from
@@ -551,6 +559,8 @@ class _StageRun:
             "params": self.params,
             "macs_per_sample": self.macs_per_sample,
         }
+        if self.tokens > 1:
+            lm.add_bits(row)
         self.history.append(row)
         self.sums = EpochSums.zeros(self.device)
         observe = getattr(self.schedule, "observe", None)

@@ -50,7 +50,10 @@ def example_input(where: str, train_set: Dataset, device: torch.device) -> torch
 
 
 def output_size(where: str, model: nn.Module, example: torch.Tensor) -> int:
-    """The number of classes the model predicts (last dim of its output on ``example``)."""
+    """The number of classes the model predicts (last dim of its output on ``example``).
+
+    Logits ``(batch, classes)``, or ``(batch, T, vocab)`` for a next-token model (``netgrow.train.lm``).
+    """
     try:
         with eval_mode(model), torch.no_grad():
             out = model(example)
@@ -59,12 +62,12 @@ def output_size(where: str, model: nn.Module, example: torch.Tensor) -> int:
             f"{where}: the model cannot run on a training sample of shape {tuple(example.shape[1:])} "
             f"({type(exc).__name__}: {exc}); check the model's input channels and size"
         ) from exc
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+    if not isinstance(out, torch.Tensor) or out.dim() not in (2, 3):
         raise NetgrowTypeError(
-            f"{where}: the model must return logits of shape (batch, classes), got "
+            f"{where}: the model must return logits of shape (batch, classes) or (batch, T, vocab), got "
             f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}"
         )
-    return int(out.shape[1])
+    return int(out.shape[-1])
 
 
 def _labels(ds: Dataset) -> torch.Tensor:
