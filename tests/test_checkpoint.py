@@ -11,20 +11,12 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from netgrow.errors import CheckpointError
 from netgrow.train import TrainConfig, Trainer, build_optimizer, safe_io
 from netgrow.train import checkpoint as ckpt
 from netgrow.train.metrics import MetricsWriter
-
-
-def blobs(n: int, seed: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    x = torch.randn(n, 6, generator=g)
-    x[torch.arange(n), y] += 2.0
-    return TensorDataset(x, y)
+from toy_data import blobs
 
 
 def net(seed: int = 0) -> nn.Module:

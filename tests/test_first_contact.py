@@ -15,14 +15,7 @@ from torch.utils.data import TensorDataset
 import netgrow
 from netgrow.models import create
 from netgrow.train import TrainConfig, Trainer
-
-
-def blobs(n: int, seed: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    x = torch.randn(n, 6, generator=g)
-    x[torch.arange(n), y] += 2.0
-    return TensorDataset(x, y)
+from toy_data import blobs
 
 
 def small() -> nn.Module:

@@ -8,21 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
 import netgrow
 from netgrow.errors import ConfigError
 from netgrow.train import TrainConfig, Trainer
+from toy_data import blobs
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-
-
-def blobs(n: int, seed: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    x = torch.randn(n, 6, generator=g)
-    x[torch.arange(n), y] += 2.0
-    return TensorDataset(x, y)
 
 
 def read_events(run_dir: Path) -> event_accumulator.EventAccumulator:

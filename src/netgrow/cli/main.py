@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--force", action="store_true", help="overwrite the plots of an earlier report")
     rp.set_defaults(func=cmd_report)
 
-    d = sub.add_parser("demo", help="scratch VGG19 vs cumulative VGG11→16→19 on Fashion-MNIST (~10 min on 2 idle cores, "
+    d = sub.add_parser("demo", help="scratch VGG19 vs cumulative VGG11→16→19 on Fashion-MNIST (~3.5 min on 2 idle cores, "
                                            "longer on busy ones)")
     d.add_argument("--out", help="demo directory (default: runs/demo-<time>)")
     d.add_argument("--quick", action="store_true", help="a tiny subset and 1 epoch per stage (seconds; for tests)")

@@ -351,21 +351,8 @@ class _StageRun:
             train_set, cfg.batch_size // world, shuffle=True, seed=self.seed, device=self.device,
             augment=cfg.augment, drop_last=cfg.drop_last, rank=rank, world_size=world, num_workers=cfg.num_workers,
         )  # fmt: skip
-        self.test_loader = None
-        self.test_valid = None
-        if test_set is not None:
-            self.test_loader = make_loader(
-                test_set, cfg.eval_batch_size, shuffle=False, seed=self.seed, device=self.device,
-                rank=rank, world_size=world, num_workers=cfg.num_workers,
-            )  # fmt: skip
-            self.test_valid = len(range(rank, len(test_set), world))  # type: ignore[arg-type]
-        self.val_loader = None
-        if val_set is not None:
-            self.val_loader = make_loader(
-                val_set, cfg.eval_batch_size, shuffle=False, seed=self.seed, device=self.device,
-                rank=rank, world_size=world, num_workers=cfg.num_workers,
-            )  # fmt: skip
-            self.val_valid = len(range(rank, len(val_set), world))  # type: ignore[arg-type]
+        self.test_loader, self.test_valid = self._eval_loader(test_set, cfg)
+        self.val_loader, self.val_valid = self._eval_loader(val_set, cfg)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -386,6 +373,17 @@ class _StageRun:
         self.done = False
         self.stopped_by = "budget"
         self.last_ckpt: Path | None = None
+
+    def _eval_loader(self, dataset: Any, cfg: TrainConfig) -> tuple[Any, int | None]:
+        """An unshuffled loader over this rank's shard of ``dataset`` and the shard's size (None, None without one)."""
+        if dataset is None:
+            return None, None
+        world, rank = self.dist.world_size, self.dist.rank
+        loader = make_loader(
+            dataset, cfg.eval_batch_size, shuffle=False, seed=self.seed, device=self.device,
+            rank=rank, world_size=world, num_workers=cfg.num_workers,
+        )  # fmt: skip
+        return loader, len(range(rank, len(dataset), world))
 
     def _rule(self, stopping: StoppingFn | None, has_val: bool) -> StoppingRule | None:
         rules: list[StoppingRule] = []
