@@ -308,3 +308,18 @@ def test_no_decision_thresholds_are_chosen_on_the_validation_split(runs, tmp_pat
         assert d["at_val_threshold"] == pytest.approx({"tnr": b["tnr"], "fnr": b["fnr"]}, nan_ok=True)
     # without a validation split there is no threshold to choose: the runs fixture has none
     assert "val_threshold" not in runs["result"]["detection"]["clean"]["final"]
+
+
+def test_analysis_with_a_validation_split_reads_the_data_set_once(runs, tmp_path, monkeypatch):
+    """Thresholds need the validation hold-out and the report the test set: one load (and one log line) serves both."""
+    import netgrow.data
+
+    run = _copy(runs, "one_load")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"]["val_fraction"] = 0.25
+    (run / "config.json").write_text(json.dumps(cfg))
+    calls = []
+    real = netgrow.data.load
+    monkeypatch.setattr(netgrow.data, "load", lambda *a, **k: calls.append(a) or real(*a, **k))
+    analyze_run(run, out_dir=tmp_path / "out", **SETTINGS)
+    assert len(calls) == 1

@@ -56,6 +56,7 @@ from netgrow.analysis.runs import (
     align_baseline,
     check_same_data,
     check_stage_classes,
+    load_run_data,
     load_test_set,
     open_run,
 )
@@ -119,13 +120,13 @@ def _detection(pred: torch.Tensor, conf: torch.Tensor, y: torch.Tensor, threshol
 
 
 def _val_thresholds(run: Any, models: list[Any], ks: list[int], w: list[float], bs: int, target: float,
-                    detection: dict[str, Any], test_probs: dict[str, Any]) -> None:
+                    detection: dict[str, Any], test_probs: dict[str, Any], data: tuple[Any, Any]) -> None:
     """The operating threshold of every grown method chosen on the run's validation split (best TNR at
     FNR <= target there) and the test set's TNR / FNR at it (``val_threshold``, ``at_val_threshold``).
     Runs without a validation split get none (their ``tnr_at_fnr`` is the curve's best test point)."""
     if not getattr(run, "val_fraction", 0.0) > 0:
         return
-    val = load_test_set(run, ks[-1], split="val")
+    val = load_test_set(run, ks[-1], split="val", data=data)
     probs_val, yv = stage_probs(models, (val.x, val.y), bs)
 
     def scores(ps: list[Any]) -> dict[str, Any]:
@@ -209,7 +210,8 @@ def analyze_run(
     out = Path(out_dir) if out_dir is not None else run.run_dir / "analysis"
     progress = not quiet
 
-    test = load_test_set(run, _guess_classes(run), max_samples=max_samples, seed=seed)
+    data = load_run_data(run)  # once: the test samples and (for thresholds) the validation hold-out
+    test = load_test_set(run, _guess_classes(run), max_samples=max_samples, seed=seed, data=data)
     models = [st.model for st in run.models]
     ks = check_stage_classes(run, [_num_outputs(m, test.x) for m in models])
     if ks[-1] != len(test.class_order):
@@ -309,7 +311,7 @@ def analyze_run(
         detection[set_name] = {m: _detection(pred, conf, y, opts["thresholds"], opts["fnr_target"])
                                for m, (pred, conf) in methods.items()}
     _val_thresholds(run, models, ks, w, bs, opts["fnr_target"], detection,
-                    {"clean": (probs_clean, y), "adversarial": (adv_sets["probs"], y)})
+                    {"clean": (probs_clean, y), "adversarial": (adv_sets["probs"], y)}, data)
 
     result: dict[str, Any] = {
         "run": str(run.run_dir),

@@ -272,24 +272,32 @@ class TestSet:
     total_classes: int  # classes of the whole data set
 
 
-def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, seed: int = 0,
-                  split: str = "test") -> TestSet:
-    """The test samples of the run's final ``num_classes`` classes, labelled as the run labelled them.
-
-    ``split="val"``: the run's validation hold-out instead (the same seeded cut of the training set the
-    run made: ``data.limit_train``, then ``netgrow.data.split(val_fraction, seed=data.seed)``), for the
-    decisions of an analysis (e.g. no-decision thresholds)."""
+def load_run_data(run: Run) -> tuple[Any, Any]:
+    """The run's data set as ``(train, test)``, loaded once so an analysis that needs both its test and its
+    validation samples reads (and announces) the data set one time."""
     from netgrow.data import load as load_data
-    from netgrow.data import nested_subsets
 
     try:
-        train, test = load_data(run.data_name, root=run.data_root)
+        return load_data(run.data_name, root=run.data_root)
     except DataError:
         raise
     except Exception as exc:
         raise DataError(
             f"netgrow.analysis: cannot load the run's data set {run.data_name!r} (root={run.data_root!r}): {exc}"
         ) from exc
+
+
+def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, seed: int = 0,
+                  split: str = "test", data: tuple[Any, Any] | None = None) -> TestSet:
+    """The test samples of the run's final ``num_classes`` classes, labelled as the run labelled them.
+
+    ``split="val"``: the run's validation hold-out instead (the same seeded cut of the training set the
+    run made: ``data.limit_train``, then ``netgrow.data.split(val_fraction, seed=data.seed)``), for the
+    decisions of an analysis (e.g. no-decision thresholds). ``data``: the ``(train, test)`` pair of
+    :func:`load_run_data` when the caller has it already (it is not modified)."""
+    from netgrow.data import nested_subsets
+
+    train, test = data if data is not None else load_run_data(run)
     if not (hasattr(test, "select") and hasattr(test, "data") and hasattr(test, "normalize")):
         raise DataError(
             f"netgrow.analysis: the test set of {run.data_name!r} is not held in memory ({type(test).__name__}); "
