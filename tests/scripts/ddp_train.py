@@ -20,19 +20,13 @@ import sys
 
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from netgrow.ops.param_map import DimMap, ParamSource, set_param_map
 from netgrow.errors import RunInterrupted
 from netgrow.train import TrainConfig, Trainer, graceful_stop, safe_io
 
-
-def blobs(n: int, seed: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    x = torch.randn(n, 6, generator=g)
-    x[torch.arange(n), y] += 1.5
-    return TensorDataset(x, y)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # tests/: toy_data
+from toy_data import blobs  # noqa: E402
 
 
 BN = "--bn" in sys.argv
@@ -101,7 +95,7 @@ def main() -> None:
             if forwards[0] == int(sigterm_after) + 1:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    train, test = blobs(128, 0), blobs(60, 1)  # stage 1 tests on 61 samples: the DDP shards get padded
+    train, test = blobs(128, 0, shift=1.5), blobs(60, 1, shift=1.5)  # stage 1 tests on 61 samples: the DDP shards get padded
     torch.manual_seed(0)
     model = small(8)
     model.register_forward_pre_hook(recorder(0))
@@ -111,7 +105,7 @@ def main() -> None:
     big = widen(r0.model)
     big.register_forward_pre_hook(recorder(1))
     big.register_forward_pre_hook(sigterm_hook)
-    r1 = trainer.run_stage(1, "wide", big, train, blobs(61, 1), lr=0.01, carry_from=(r0.model, r0.optimizer_state))
+    r1 = trainer.run_stage(1, "wide", big, train, blobs(61, 1, shift=1.5), lr=0.01, carry_from=(r0.model, r0.optimizer_state))
     records["s1.end"] = torch.cat([p.detach().reshape(-1) for p in r1.model.parameters()])
     if BN:
         records["s1.bn_stats"] = torch.cat([r1.model[1].running_mean, r1.model[1].running_var])

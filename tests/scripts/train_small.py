@@ -19,19 +19,13 @@ import sys
 
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from netgrow.ops.param_map import DimMap, ParamSource, set_param_map
 from netgrow.errors import RunInterrupted
 from netgrow.train import TrainConfig, Trainer, graceful_stop, safe_io
 
-
-def blobs(n: int, seed: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    x = torch.randn(n, 6, generator=g)
-    x[torch.arange(n), y] += 2.0
-    return TensorDataset(x, y)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))  # tests/: toy_data
+from toy_data import blobs  # noqa: E402
 
 
 def small(hidden: int = 12) -> nn.Module:
