@@ -124,7 +124,7 @@ def _val_thresholds(run: Any, models: list[Any], ks: list[int], w: list[float], 
     """The operating threshold of every grown method chosen on the run's validation split (best TNR at
     FNR <= target there) and the test set's TNR / FNR at it (``val_threshold``, ``at_val_threshold``).
     Runs without a validation split get none (their ``tnr_at_fnr`` is the curve's best test point)."""
-    if not getattr(run, "val_fraction", 0.0) > 0:
+    if not run.val_fraction > 0:
         return
     val = load_test_set(run, ks[-1], split="val", data=data)
     probs_val, yv = stage_probs(models, (val.x, val.y), bs)

@@ -296,6 +296,7 @@ def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, se
     decisions of an analysis (e.g. no-decision thresholds). ``data``: the ``(train, test)`` pair of
     :func:`load_run_data` when the caller has it already (it is not modified)."""
     from netgrow.data import nested_subsets
+    from netgrow.strategies.base import limit  # the strategies' own seeded cut of limit_train / limit_test
 
     train, test = data if data is not None else load_run_data(run)
     if not (hasattr(test, "select") and hasattr(test, "data") and hasattr(test, "normalize")):
@@ -309,15 +310,10 @@ def load_test_set(run: Run, num_classes: int, max_samples: int | None = None, se
                             "([data] val_fraction = 0)")
         from netgrow.data import split as split_data
 
-        n = run.limit_train
-        if n is not None and n < len(train):  # the strategies' cut (netgrow.strategies.base.limit)
-            gen = torch.Generator().manual_seed(run.data_seed)
-            train = train.select(torch.randperm(len(train), generator=gen)[:n].sort().values)
+        train = limit(train, run.limit_train, run.data_seed)
         test = split_data(train, run.val_fraction, seed=run.data_seed)[1]
-    n = run.limit_test if split == "test" else None
-    if n is not None and n < len(test):  # the same seeded cut as the strategies make (data.seed + 1)
-        gen = torch.Generator().manual_seed(run.data_seed + 1)
-        test = test.select(torch.randperm(len(test), generator=gen)[:n].sort().values)
+    else:  # the same seeded cut as the strategies make (data.seed + 1)
+        test = limit(test, run.limit_test, run.data_seed + 1)
     order = run.final.class_order
     if order is None:
         order = list(nested_subsets(test, [num_classes], seed=run.data_seed)[0].class_order)

@@ -107,11 +107,12 @@ def frontier(configs: Sequence[str | Path], budgets: Sequence[float], seeds: Seq
         summary_path = run_dir / "summary.json"
         if not summary_path.is_file():
             key = (cfg.data.name, cfg.data.root)  # the data set is loaded once per name
-            if key not in data_cache:
+            if key not in data_cache:  # validate_resources loads the data and resolves the config with it
                 cfg_r, train, test = validate_resources(cfg)
                 data_cache = {key: (train, test)}
-            train, test = data_cache[key]
-            cfg_r = resolve_with_data(cfg, train)
+            else:
+                train, test = data_cache[key]
+                cfg_r = resolve_with_data(cfg, train)
             if not quiet:
                 print(f"[frontier] {name} budget {b:g} seed {s} -> {run_dir}", flush=True)
             run_experiment(cfg_r.replace(out=str(run_dir)), run_dir, train, test, quiet=True)

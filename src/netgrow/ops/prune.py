@@ -23,7 +23,8 @@ from netgrow.ops.rules import producer_weight
 from netgrow.ops.replay import example_input as zeros_input
 from netgrow.graph.trace import eval_mode
 from netgrow.ops.verify import first_output
-from netgrow.ops.widen import GroupMap, check_model_and_input, dtype_name, group_for_name, locked_reasons, resize_groups
+from netgrow.graph.example_input import check_example_input
+from netgrow.ops.widen import GroupMap, dtype_name, group_for_name, locked_reasons, resize_groups
 from netgrow.spec import append_record
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def prune(
         >>> small[0].out_channels, small[3].in_features
         (4, 64)
     """
-    check_model_and_input(model, example_input, "prune")
+    check_example_input(model, example_input, "prune")
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
         raise NetgrowTypeError(f"prune: ratio must be a number in [0, 1), got {ratio!r} ({type(ratio).__name__})")
     if not 0.0 <= float(ratio) < 1.0:
@@ -150,10 +151,7 @@ def prune(
         kept = torch.topk(filter_scores(model, g, graph), keep).indices.sort().values  # keep the original order
         maps[g.id] = _keep_map(kept, g.width)
         widths[g.name] = keep
-        if convs:
-            pruned += (g.width - keep) * sum(isinstance(model.get_submodule(p), _CONVS) for p in g.producers)
-        else:
-            pruned += (g.width - keep) * len(g.producers)
+        pruned += (g.width - keep) * len(g.producers)  # prunable groups are produced by `layers` layers only
     total = _conv_filters(model, graph) if convs else sum(g.width * len(g.producers) for g in prunable)
     record = {
         "op": "prune",
@@ -187,7 +185,7 @@ def _check_runs(old: nn.Module, new: nn.Module, x: torch.Tensor) -> None:
 def replay(model: nn.Module, record: dict[str, Any]) -> nn.Module:
     """Rebuild the shapes of a recorded prune: every named group shrinks to its recorded width."""
     x = zeros_input(record)
-    check_model_and_input(model, x, "prune replay")
+    check_example_input(model, x, "prune replay")
     graph = analyse(model, x)
     maps: dict[int, GroupMap] = {}
     for name, width in record["widths"].items():

@@ -43,7 +43,9 @@ def replay_log(model: nn.Module, log: list[dict[str, Any]]) -> nn.Module:
     The ops' own "widen: ..." / "grow: ..." info lines are held back: a rebuild is not growth, and
     loading every stage of a run would repeat them once per stage.
     """
-    loggers = [logging.getLogger(name) for name in OP_MODULES.values()]
+    # "netgrow.ops" covers every op module and their helpers (e.g. deepen's copy_block in ops.deepen_copy);
+    # registered replays may live elsewhere (models.grow), so their modules are named too
+    loggers = [logging.getLogger(name) for name in {"netgrow.ops", *OP_MODULES.values()}]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))

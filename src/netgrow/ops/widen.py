@@ -272,11 +272,6 @@ def random_pad_map(n: int, q: int) -> GroupMap:
 
 
 # ------------------------------------------------------------------------------------------ validation
-def check_model_and_input(model: Any, example_input: Any, op: str) -> None:
-    """The shared example-input check (:func:`netgrow.graph.example_input.check_example_input`)."""
-    check_example_input(model, example_input, op)
-
-
 def _module_names(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if n}
 
@@ -424,7 +419,7 @@ def widen(
         >>> wide[0].out_features, wide[2].in_features
         (12, 12)
     """
-    check_model_and_input(model, example_input, "widen")
+    check_example_input(model, example_input, "widen")
     if method not in METHODS:
         raise NetgrowValueError(f"widen: unknown method {method!r}; use one of {METHODS}")
     if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:

@@ -133,7 +133,7 @@ class Experiment:
         self.class_counts = [int(k) for k in cfg.data.schedule] or [int(train_set.num_classes)]
         self._data = {"train": limit(train_set, cfg.data.limit_train, cfg.data.seed),
                       "test": limit(test_set, cfg.data.limit_test, cfg.data.seed + 1)}
-        val_fraction = getattr(cfg.data, "val_fraction", 0.0)
+        val_fraction = cfg.data.val_fraction
         if val_fraction > 0:  # every decision reads this hold-out; the test set is only reported
             from netgrow.data import split
 
@@ -176,7 +176,7 @@ class Experiment:
         with seeded(self.cfg.seed * 1000 + seed_offset):
             model = models.create(arch, num_classes=classes, width=width, in_channels=self.input_shape[0],
                                   input_size=size)
-        if getattr(self.cfg.model, "init", "default") == "he":
+        if self.cfg.model.init == "he":
             from netgrow.models.init import he_init
 
             model = he_init(model, seed=self.cfg.seed * 1000 + seed_offset)

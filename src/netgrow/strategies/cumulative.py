@@ -171,7 +171,7 @@ def run(exp: "Experiment") -> None:
         else:
             ratio = opt.prune[i - 1]
             before = result.model
-            if ratio > 0 and getattr(opt, "prune_mode", "filter") == "kernel":
+            if ratio > 0 and opt.prune_mode == "kernel":
                 from netgrow.ops.kernel_prune import prune_kernels
 
                 before, kmasks = prune_kernels(before, ratio)
@@ -187,7 +187,7 @@ def run(exp: "Experiment") -> None:
             if opt.carry_optimizer or exp.trainer.config.cross_stage:
                 carry = (result.model, result.optimizer_state)
         if tracked or kernel_pruned:  # zero-mask weights for good, kernel-pruned ones through this stage
-            surround = getattr(opt, "zero_mask_mode", "all") == "surround"
+            surround = opt.zero_mask_mode == "surround"
             masks = g.zero_masks(model, tracked, surround_only=surround)
             masks.update(g.zero_masks(model, kernel_pruned - tracked))
             extra["masked_params"] = sorted(masks)

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from netgrow.train.config import TrainConfig
 
 
+def default_epochs(train: "TrainConfig") -> int:
+    """The default per-stage epoch budget: ``train.epochs`` (10 when only ``train.steps`` is set)."""
+    return int(train.epochs) if train.epochs is not None else 10
+
+
 @dataclass(frozen=True)
 class ParseContext:
     """What a strategy's options parser may read besides its own section (already validated)."""
@@ -40,8 +45,8 @@ class ParseContext:
 
     @property
     def epochs(self) -> int:
-        """The default per-stage epoch budget: ``train.epochs`` (10 when only ``train.steps`` is set)."""
-        return int(self.train.epochs) if self.train.epochs is not None else 10
+        """The default per-stage epoch budget (:func:`default_epochs`)."""
+        return default_epochs(self.train)
 
 
 @dataclass(frozen=True)

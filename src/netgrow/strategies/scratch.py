@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from netgrow.strategies.base import Stage
 from netgrow.strategies.experiment import require_arch, single_stage
-from netgrow.strategies.registry import ParseContext, Strategy
+from netgrow.strategies.registry import ParseContext, Strategy, default_epochs
 from netgrow.strategies.rules import make_rule
 
 if TYPE_CHECKING:
@@ -22,11 +22,6 @@ def stopping_rule(cfg: "ExperimentConfig") -> Any:
     s = cfg.stopping
     return make_rule(s.rule, patience=s.patience, min_delta=s.min_delta, ws=s.ws, gamma=s.gamma,
                      min_epochs=s.min_epochs)
-
-
-def stage_epochs(cfg: "ExperimentConfig") -> int:
-    """The epoch budget of a stage: ``train.epochs`` (10 when only ``train.steps`` is set)."""
-    return int(cfg.train.epochs) if cfg.train.epochs is not None else 10
 
 
 def parse(section: None, ctx: ParseContext) -> None:
@@ -44,7 +39,7 @@ def plan(cfg: "ExperimentConfig", class_counts: list[int]) -> list[Stage]:
     arch = cfg.model.arch
     assert arch is not None  # validated by the config
     return [Stage(name=f"scratch-{arch}", classes=class_counts[-1], arch=arch, width=cfg.model.width,
-                  epochs=stage_epochs(cfg), data_index=len(class_counts) - 1,
+                  epochs=default_epochs(cfg.train), data_index=len(class_counts) - 1,
                   stopping=stopping_rule(cfg))]
 
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from netgrow.errors import NetgrowTypeError, NetgrowValueError
 from netgrow.ops.param_map import ParamMap, ParamSource, lineage
-from netgrow.train.carry import _strip, fill_state, state_kinds
+from netgrow.train.carry import _names_by_identity, _strip, fill_state, state_kinds
 
 # optimizers whose state is not per-parameter (LBFGS keeps flattened history over all parameters)
 _UNMAPPABLE = (torch.optim.LBFGS, torch.optim.SparseAdam)
@@ -68,9 +68,7 @@ def carry_optimizer(optimizer: torch.optim.Optimizer, new_model: nn.Module) -> t
     ]
     fresh: list[tuple[str, nn.Parameter]] = []
     order: dict[str, int] = {}  # position in new_model: each group lists its parameters in model order
-    for name, p in new_model.named_parameters():
-        if any(id(p) == id(q) for g in groups for q in g["params"]) or any(p is q for _, q in fresh):
-            continue
+    for name, p in new_model.named_parameters():  # each parameter once (tied ones under their first name)
         order[name] = len(order)
         src = ParamSource(name) if pm is None else pm.get(_strip(name, pm))
         if src is not None and src.source in group_of:
@@ -120,7 +118,7 @@ def _origin(optimizer: torch.optim.Optimizer, new_model: nn.Module) -> tuple[dic
     """Names of the optimizer's parameters (by identity) in the model they belong to, and the map from
     that model to ``new_model`` (None: they are ``new_model``'s own)."""
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    own = {id(p): n for n, p in reversed(list(new_model.named_parameters()))}
+    own = _names_by_identity(new_model)
     if all(id(p) in own for p in params):
         return own, None
     for ancestor in reversed(lineage(new_model)):  # the most recent model the optimizer belongs to
