@@ -46,7 +46,12 @@ def parse() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--warmup", type=float, default=0.5, help="warm-up epochs (default 0.5)")
     p.add_argument("--patience", type=int, default=2, help="validation plateau patience of stages 0, 1")
-    p.add_argument("--caps", default="5,2", help="epoch caps of cumulative stages 0 and 1 (default 5,2)")
+    p.add_argument("--caps", default="5,2", help="epoch caps of the cumulative stages before the last (default 5,2)")
+    p.add_argument("--schedule", default="5,7,10", help="classes per cumulative stage (default 5,7,10)")
+    p.add_argument("--archs", default="vgg11,vgg16,vgg19", help="architecture per stage (default vgg11,vgg16,vgg19)")
+    p.add_argument("--no-scratch", action="store_true",
+                   help="cumulative only (the stage-count study reuses frontier.json's scratch runs: same seeds, "
+                        "same split)")
     p.add_argument("--scratch-budgets", default="2+1,4+1,7+2",
                    help="stable+decay epochs of scratch's budget points (default 2+1,4+1,7+2)")
     p.add_argument("--last-budgets", default="1+1,2+1",
@@ -144,20 +149,28 @@ def one_seed(seed: int, train: Any, test: Any, args: argparse.Namespace, root: P
         return models.create(arch, num_classes=k, width=args.width, in_channels=shape[0], input_size=list(shape[1:]))
 
     # scratch VGG19 on all 10 classes: one stable run, decay branches
-    full = datasets(train, test, seed, [10], args.val_fraction)[0]
-    scratch = stable_with_branches(run, "scratch", create("vgg19", 10), full, budgets(args.scratch_budgets),
-                                   "first", None, 0)
-    # cumulative: stages 0, 1 stable to the validation plateau (capped), stage 2 with decay branches
-    data = datasets(train, test, seed, [5, 7, 10], args.val_fraction)
+    scratch = []
+    if not args.no_scratch:
+        full = datasets(train, test, seed, [10], args.val_fraction)[0]
+        scratch = stable_with_branches(run, "scratch", create("vgg19", 10), full, budgets(args.scratch_budgets),
+                                       "first", None, 0)
+    # cumulative: the stages before the last stable to the validation plateau (capped), the last stage with
+    # decay branches
+    schedule = [int(v) for v in args.schedule.split(",")]
+    archs = args.archs.split(",")
     caps = [int(v) for v in args.caps.split(",")]
-    archs = ["vgg11", "vgg16", "vgg19"]
+    if not (len(archs) == len(schedule) == len(caps) + 1):
+        raise SystemExit(f"--schedule {args.schedule}, --archs {args.archs} and --caps {args.caps}: need one arch "
+                         "per stage and one cap per stage before the last")
+    last = len(schedule) - 1
+    data = datasets(train, test, seed, schedule, args.val_fraction)
     stages = []
-    model = create("vgg11", 5)
-    seg = run.segment("cum0-vgg11", model, data[0], caps[0], "first", None, plateau=True)
+    model = create(archs[0], schedule[0])
+    seg = run.segment(f"cum0-{archs[0]}", model, data[0], caps[0], "first", None, plateau=True)
     stages.append(seg["out"])
     M = seg["out"]["M"]
     carry = None
-    for i in (1, 2):
+    for i in range(1, last + 1):
         prev = seg["result"].model
         gen = torch.Generator().manual_seed(seed + 17 * i)
         ds = data[i]["train"]
@@ -165,16 +178,17 @@ def one_seed(seed: int, train: Any, test: Any, args: argparse.Namespace, root: P
         batches = list(torch.stack([ds[int(j)][0] for j in idx]).split(128))
         chain = Growth(prev)
         chain.apply(f"grow:{archs[i]}", grow, archs[i], x, data=batches)
-        chain.apply(f"expand:{[5, 7, 10][i]}", ops.expand_classes, [5, 7, 10][i], x, seed=seed * 1000 + i)
+        chain.apply(f"expand:{schedule[i]}", ops.expand_classes, schedule[i], x, seed=seed * 1000 + i)
         model = chain.result()
         carry = (prev, seg["result"].optimizer_state, chain.map)
-        if i == 1:
-            seg = run.segment("cum1-vgg16", model, data[1], caps[1], "middle", carry, plateau=True)
+        if i < last:
+            seg = run.segment(f"cum{i}-{archs[i]}", model, data[i], caps[i], "middle", carry, plateau=True)
             stages.append(seg["out"])
             M += seg["out"]["M"]
-    cumulative = stable_with_branches(run, "cum2-vgg19", model, data[2], budgets(args.last_budgets), "middle",
-                                      carry, M)
-    return {"seed": seed, "scratch": scratch, "cumulative": cumulative, "cumulative_stages": stages}
+    cumulative = stable_with_branches(run, f"cum{last}-{archs[last]}", model, data[last], budgets(args.last_budgets),
+                                      "middle", carry, M)
+    return {"seed": seed, "scratch": scratch, "cumulative": cumulative, "cumulative_stages": stages,
+            "schedule": schedule, "archs": archs}
 
 
 def main() -> None:
@@ -182,7 +196,8 @@ def main() -> None:
     from netgrow.data import load
 
     if args.quick:
-        args.seeds, args.width, args.caps = "1", 0.0625, "1,1"
+        args.seeds, args.width = "1", 0.0625
+        args.caps = ",".join(["1"] * (len(args.schedule.split(",")) - 1))
         args.scratch_budgets, args.last_budgets = "1+1,2+1", "1+1"
     seeds = c.seeds(args.seeds)
     root = Path(args.out) if args.out else c.HERE / "runs" / f"{NAME}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -155,13 +155,23 @@ def t_pruning_counts() -> str:
 def t_incremental() -> str:
     d = load("incremental.json")
     ps = d["per_seed"]
+    fixed = sorted(ps[0]["scratch"].get("M_to_fixed", {}), key=float)
+
+    def to_fixed(p: dict[str, Any], key: str, a: str) -> float | None:
+        return p[key]["M_to_fixed_ratio"].get(a) if key != "scratch" else (1.0 if p[key]["M_to_fixed"][a] else None)
+
+    def fixed_cells(key: str) -> list[str]:  # "never" / "(k never)": seeds that did not reach it
+        return [ms([to_fixed(p, key, a) for p in ps], suffix="×") for a in fixed]
+
     rows = [["scratch " + d["arch"].upper(), ms([p["scratch"]["acc"] for p in ps], 100, suffix=" %"),
-             ms([p["scratch"]["M"] for p in ps], 1e-12, 3, " T"), "1.00×", str(ps[0]["scratch"]["epochs"]), "-"]]
+             ms([p["scratch"]["M"] for p in ps], 1e-12, 3, " T"), "1.00×",
+             ms([p["scratch"]["epochs"] for p in ps], digits=1), "-", *fixed_cells("scratch")]]
     for key, label in (("lookahead", "incremental, look-ahead init"), ("random", "incremental, random init")):
         rows.append([label, ms([p[key]["acc"] for p in ps], 100, suffix=" %"), ms([p[key]["M"] for p in ps], 1e-12, 3, " T"),
-                     ms([p[key]["M_ratio"] for p in ps], suffix="×"), str(ps[0][key]["epochs"]),
-                     ms([p[key]["M_to_target_ratio"] for p in ps], suffix="×")])
-    return table(["run", "final accuracy", "M", "M ratio", "epochs", "M to target (scratch final − 0.5 pp)"], rows)
+                     ms([p[key]["M_ratio"] for p in ps], suffix="×"), ms([p[key]["epochs"] for p in ps], digits=1),
+                     ms([p[key]["M_to_target_ratio"] for p in ps], suffix="×"), *fixed_cells(key)])
+    return table(["run", "final accuracy", "M", "M ratio", "epochs", "M to target (scratch final − 0.5 pp, ÷ scratch's M)",
+                  *[f"M to {100 * float(a):g} % (÷ scratch's)" for a in fixed]], rows)
 
 
 def t_net2net() -> str:
@@ -241,6 +251,92 @@ def t_frontier_stages() -> str:
                  rows)
 
 
+STAGE_COUNT = {"5-7-10": "cumulative 11→16→19, 5→7→10", "5-10": "cumulative 11→19, 5→10",
+               "3-7-10": "cumulative 11→16→19, 3→7→10"}
+
+
+def _stage_count() -> tuple[Any, Any, dict[str, str]]:
+    """The stage-count study: the cumulative runs of stage_count_<schedule>.json (one code version, the same
+    seeds, split and last-stage budgets) against frontier.json's scratch runs (the same seeds and split)."""
+    from netgrow.analysis.frontier import aggregate, targets
+
+    d, _, _ = _frontier()
+    studies = {k: load(f"stage_count_{k}.json") for k in STAGE_COUNT if (RESULTS / f"stage_count_{k}.json").is_file()}
+    if not studies:
+        raise FileNotFoundError(2, "no stage-count result", str(RESULTS / "stage_count_5-10.json"))
+    extra = load("frontier_extend.json")["per_seed"] if (RESULTS / "frontier_extend.json").is_file() else {}
+    pts = [{"method": "scratch", "budget": f"{p['stable']}+{p['decay']}", "seed": r["seed"], "M": p["M"],
+            "test_acc": p["test_acc"]}
+           for r in d["per_seed"] for p in r["scratch"] + extra.get(str(r["seed"]), {}).get("scratch", [])]
+    for key, st in studies.items():
+        for r in st["per_seed"]:
+            for p in r["cumulative"]:
+                pts.append({"method": key, "budget": f"{p['stable']}+{p['decay']}", "seed": r["seed"], "M": p["M"],
+                            "test_acc": p["test_acc"]})
+    fr = aggregate(pts)
+    return fr, targets(fr, "scratch", deltas=(0.005, 0.01)), {"scratch": "scratch VGG19", **STAGE_COUNT}
+
+
+def t_stage_count_points() -> str:
+    from netgrow.analysis.frontier import frontier_markdown
+
+    fr, rows, labels = _stage_count()
+    return frontier_markdown(fr, rows, labels)[0].rstrip()
+
+
+def t_stage_count_targets() -> str:
+    from netgrow.analysis.frontier import frontier_markdown
+
+    fr, rows, labels = _stage_count()
+    return frontier_markdown(fr, rows, labels)[1].rstrip()
+
+
+def t_stage_count_stages() -> str:
+    why = {"schedule": "plateau", "budget": "cap"}
+    rows = []
+    for key in STAGE_COUNT:
+        if not (RESULTS / f"stage_count_{key}.json").is_file():
+            continue
+        for r in load(f"stage_count_{key}.json")["per_seed"]:
+            st = r["cumulative_stages"]
+            early = "; ".join(f"{a} on {k} classes: {s['epochs']} ep ({why.get(s['stopped_by'], s['stopped_by'])}), "
+                              f"val {100 * s['val_acc']:.2f} %"
+                              for a, k, s in zip(r["archs"], r["schedule"], st))
+            rows.append([STAGE_COUNT[key], r["seed"], early, f"{sum(s['M'] for s in st) / 1e12:.3f} T"])
+    return table(["schedule", "seed", "stages before the last", "their M"], rows)
+
+
+def t_mi() -> str:
+    d = load("mi_robustness.json")["summary"]
+    names = {"final": "final model alone", "mi": "MI, hard vote", "mi_defer": "MI, defer", "mi_soft": "MI, soft vote",
+             "baseline": "scratch VGG19"}
+    pm = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}"  # noqa: E731
+    gain = lambda v: f"{v['mean']:+.2f} ± {v['std']:.2f}"  # noqa: E731
+    rows = [["clean", *[f"{pm(d['clean'][k])} ({gain(d['clean_gain_pp'][k])})" if k != "final" else pm(d["clean"][k])
+                        for k in names]]]
+    for r in d["fgsm"]:
+        if r["eps"] == 0:
+            continue
+        rows.append([f"FGSM ε = {r['eps']:g}", *[f"{pm(r[k])} ({gain(r[k + '_gain_pp'])})" if k != "final" else pm(r[k])
+                                                  for k in names]])
+    return table(["test set (accuracy %, in brackets: pp over the final model)", *names.values()], rows)
+
+
+def t_robustness() -> str:
+    d = load("mi_robustness.json")
+    s = d["summary"]
+    pm = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f} %"  # noqa: E731
+    b = d["bands"]
+    rows = []
+    for key, label in (("noise_small", f"Gaussian noise, small σ (0 < σ ≤ {b['small_sigma_max']:g})"),
+                       ("noise_large", f"Gaussian noise, large σ (σ ≥ {b['large_sigma_min']:g})"),
+                       ("ablation_mean", "ablation, fraction 0–0.9 of conv units")):
+        g = s[key]["grown_minus_baseline_pp"]
+        rows.append([label, pm(s[key]["grown"]), pm(s[key]["baseline"]), f"{g['mean']:+.2f} ± {g['std']:.2f}"])
+    return table(["perturbation (mean accuracy over the levels)", "grown (cumulative)", "scratch VGG19",
+                  "grown − scratch (pp)"], rows)
+
+
 def _gpt_growth_tables() -> Any:
     """benchmarks/gpt_growth_table.py (the GPT benchmark's own table code), loaded by path."""
     import importlib.util
@@ -267,6 +363,8 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "ops": t_ops, "trainer": t_trainer, "cumulative": t_cumulative, "analysis": t_analysis, "pruning": t_pruning,
     "pruning_counts": t_pruning_counts, "incremental": t_incremental, "net2net": t_net2net, "frontier_points": t_frontier_points,
     "frontier_targets": t_frontier_targets, "frontier_stages": t_frontier_stages,
+    "stage_count_points": t_stage_count_points, "stage_count_targets": t_stage_count_targets,
+    "stage_count_stages": t_stage_count_stages, "mi": t_mi, "robustness": t_robustness,
     "gpt_growth": t_gpt_growth, "gpt_growth_gaps": t_gpt_growth_gaps, "gpt_growth_long": t_gpt_growth_long,
 }
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(\n<!-- /table:\2 -->)", re.S)
