@@ -191,7 +191,7 @@ def t_net2net() -> str:
             hits = [s[key]["to_target"] for s in seeds]
             reached = [h for h in hits if h is not None]
             if reached:
-                to = ms([h["batches"] if batches else h["epoch"] for h in hits], digits=0)
+                to = ms([None if h is None else h["batches"] if batches else h["epoch"] for h in hits], digits=0)
             else:
                 to = f"not reached in {d.get('epochs', '?')} epochs"
             row = [growth, name, ms(accs, 100, suffix=" %"), to]
@@ -204,13 +204,16 @@ def t_net2net() -> str:
     return table(head + ["student M"], rows)
 
 
+def _frontier_extend() -> dict[str, Any]:
+    """More last-stage budgets of the frontier's runs (bench_frontier_extend.py), by seed and method."""
+    return load("frontier_extend.json")["per_seed"] if (RESULTS / "frontier_extend.json").is_file() else {}
+
+
 def _frontier() -> tuple[dict[str, Any], Any, Any]:
     from netgrow.analysis.frontier import aggregate, targets
 
     d = load("frontier.json")
-    extra: dict[str, Any] = {}
-    if (RESULTS / "frontier_extend.json").is_file():  # more last-stage budgets of the same runs
-        extra = load("frontier_extend.json")["per_seed"]
+    extra = _frontier_extend()
     pts = []
     for r in d["per_seed"]:
         for method in ("scratch", "cumulative"):
@@ -264,7 +267,7 @@ def _stage_count() -> tuple[Any, Any, dict[str, str]]:
     studies = {k: load(f"stage_count_{k}.json") for k in STAGE_COUNT if (RESULTS / f"stage_count_{k}.json").is_file()}
     if not studies:
         raise FileNotFoundError(2, "no stage-count result", str(RESULTS / "stage_count_5-10.json"))
-    extra = load("frontier_extend.json")["per_seed"] if (RESULTS / "frontier_extend.json").is_file() else {}
+    extra = _frontier_extend()
     pts = [{"method": "scratch", "budget": f"{p['stable']}+{p['decay']}", "seed": r["seed"], "M": p["M"],
             "test_acc": p["test_acc"]}
            for r in d["per_seed"] for p in r["scratch"] + extra.get(str(r["seed"]), {}).get("scratch", [])]
@@ -367,7 +370,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "stage_count_stages": t_stage_count_stages, "mi": t_mi, "robustness": t_robustness,
     "gpt_growth": t_gpt_growth, "gpt_growth_gaps": t_gpt_growth_gaps, "gpt_growth_long": t_gpt_growth_long,
 }
-MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(\n<!-- /table:\2 -->)", re.S)
+MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(\n?<!-- /table:\2 -->)", re.S)  # an empty block fills too
 
 
 def render(text: str) -> str:
@@ -379,7 +382,7 @@ def render(text: str) -> str:
             body = GENERATORS[name]()
         except FileNotFoundError as exc:
             body = f"(no result yet: {Path(exc.filename).name})"
-        return m.group(1) + body + m.group(4)
+        return m.group(1) + body + "\n" + m.group(4).lstrip("\n")
 
     return MARK.sub(sub, text)
 
@@ -405,6 +408,14 @@ def main() -> int:
         _, fr, rows = _frontier()
         png = plot_frontier(fr, HERE.parent / "docs" / "img" / "frontier_cumulative_vs_scratch.png",
                             title="Fashion-MNIST, VGG ×1/8 (mean ± std)", labels=LABELS,
+                            targets=sorted({r["target"] for r in rows}))
+        print(f"wrote {png}")
+    if any((RESULTS / f"stage_count_{k}.json").is_file() for k in STAGE_COUNT):
+        from netgrow.analysis.plots import plot_frontier
+
+        fr, rows, labels = _stage_count()
+        png = plot_frontier(fr, HERE.parent / "docs" / "img" / "stage_count.png",
+                            title="Stage count, Fashion-MNIST, VGG ×1/8", labels=labels,
                             targets=sorted({r["target"] for r in rows}))
         print(f"wrote {png}")
     return 0

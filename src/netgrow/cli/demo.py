@@ -1,6 +1,6 @@
 """``netgrow demo``: the cumulative paper's headline at Fashion-MNIST scale, on a laptop CPU.
 
-Runs cumulative VGG11 -> VGG16 -> VGG19 over 5 -> 7 -> 10 classes and scratch VGG19, both at width 1/8
+Runs cumulative VGG11 -> VGG19 over 5 -> 10 classes and scratch VGG19, both at width 1/8
 (the packaged ``configs/demo_cumulative.toml`` and ``configs/demo_scratch.toml``), then prints the
 comparison table and writes the plots. About 3.5 minutes on 2 idle CPU cores (several times longer on
 busy ones; see docs/cli.md); ``--quick`` (a few hundred
