@@ -340,6 +340,16 @@ def t_robustness() -> str:
                   "grown − scratch (pp)"], rows)
 
 
+def t_mi_detection() -> str:
+    d = load("mi_robustness.json")
+    names = {"final": "final model alone", "mi": "MI, hard vote", "mi_defer": "MI, defer", "mi_soft": "MI, soft vote"}
+    rows = []
+    for test_set, label in (("clean", "clean"), ("adversarial", "FGSM ε = 0.05")):
+        rows.append([label, *[ms([s["tnr_at_val_threshold"][f"{test_set}/{k}"] for s in d["per_seed"]], 100)
+                              for k in names]])
+    return table(["test set (TNR % at FNR ≤ 5 %, threshold chosen on validation)", *names.values()], rows)
+
+
 def _gpt_growth_tables() -> Any:
     """benchmarks/gpt_growth_table.py (the GPT benchmark's own table code), loaded by path."""
     import importlib.util
@@ -367,7 +377,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "pruning_counts": t_pruning_counts, "incremental": t_incremental, "net2net": t_net2net, "frontier_points": t_frontier_points,
     "frontier_targets": t_frontier_targets, "frontier_stages": t_frontier_stages,
     "stage_count_points": t_stage_count_points, "stage_count_targets": t_stage_count_targets,
-    "stage_count_stages": t_stage_count_stages, "mi": t_mi, "robustness": t_robustness,
+    "stage_count_stages": t_stage_count_stages, "mi": t_mi, "mi_detection": t_mi_detection, "robustness": t_robustness,
     "gpt_growth": t_gpt_growth, "gpt_growth_gaps": t_gpt_growth_gaps, "gpt_growth_long": t_gpt_growth_long,
 }
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(\n?<!-- /table:\2 -->)", re.S)  # an empty block fills too
