@@ -228,18 +228,20 @@ def _frontier() -> tuple[dict[str, Any], Any, Any]:
 LABELS = {"scratch": "scratch VGG19", "cumulative": "cumulative 11→16→19"}
 
 
-def t_frontier_points() -> str:
+def _frontier_md(which: int, study: bool = False) -> str:
+    """Table ``which`` of frontier_markdown (0: the points, 1: the targets) of the frontier or the stage-count study."""
     from netgrow.analysis.frontier import frontier_markdown
 
-    _, fr, rows = _frontier()
-    return frontier_markdown(fr, rows, LABELS)[0].rstrip()
+    fr, rows, labels = _stage_count() if study else (*_frontier()[1:], LABELS)
+    return frontier_markdown(fr, rows, labels)[which].rstrip()
+
+
+def t_frontier_points() -> str:
+    return _frontier_md(0)
 
 
 def t_frontier_targets() -> str:
-    from netgrow.analysis.frontier import frontier_markdown
-
-    _, fr, rows = _frontier()
-    return frontier_markdown(fr, rows, LABELS)[1].rstrip()
+    return _frontier_md(1)
 
 
 def t_frontier_stages() -> str:
@@ -281,17 +283,11 @@ def _stage_count() -> tuple[Any, Any, dict[str, str]]:
 
 
 def t_stage_count_points() -> str:
-    from netgrow.analysis.frontier import frontier_markdown
-
-    fr, rows, labels = _stage_count()
-    return frontier_markdown(fr, rows, labels)[0].rstrip()
+    return _frontier_md(0, study=True)
 
 
 def t_stage_count_targets() -> str:
-    from netgrow.analysis.frontier import frontier_markdown
-
-    fr, rows, labels = _stage_count()
-    return frontier_markdown(fr, rows, labels)[1].rstrip()
+    return _frontier_md(1, study=True)
 
 
 def t_stage_count_stages() -> str:
