@@ -2,7 +2,7 @@
 
 Runs cumulative VGG11 -> VGG19 over 5 -> 10 classes and scratch VGG19, both at width 1/8
 (the packaged ``configs/demo_cumulative.toml`` and ``configs/demo_scratch.toml``), then prints the
-comparison table and writes the plots. About 3.5 minutes on 2 idle CPU cores (several times longer on
+comparison table and writes the plots. About 3.3 minutes on 2 idle CPU cores (several times longer on
 busy ones; see docs/cli.md); ``--quick`` (a few hundred
 images, one epoch per stage, width 1/16) takes seconds and is what the tests run.
 """
