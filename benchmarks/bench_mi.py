@@ -31,7 +31,8 @@ SMALL_SIGMA, LARGE_SIGMA = 0.5, 1.0
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    m, s = c.mean_std(values)
+    return {"mean": m, "std": s}
 
 
 def sigma_band(rows: list[dict[str, Any]], small: bool) -> float:
@@ -84,7 +85,7 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", help="directory holding cumulative-sS and scratch-sS run directories")
-    p.add_argument("--seeds", default="0,1,2", help="seeds (comma-separated, default 0,1,2)")
+    p.add_argument("--seeds", default="0,1,2", help="a count N (seeds 0..N-1) or a comma-separated list (default 0,1,2)")
     p.add_argument("--max-samples", type=int, default=None, help="seeded subset of the test set (default: all)")
     p.add_argument("--draws", type=int, default=5, help="noise draws / ablation trials per level (default 5)")
     p.add_argument("--result", default=str(c.RESULTS / f"{NAME}.json"))
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from netgrow.analysis.run_analysis import analyze_run
 
     root = Path(args.runs)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = c.seeds(args.seeds)
     per_seed = []
     for seed in seeds:
         t0 = time.perf_counter()

@@ -260,13 +260,18 @@ STAGE_COUNT = {"5-7-10": "cumulative 11→16→19, 5→7→10", "5-10": "cumulat
                "3-7-10": "cumulative 11→16→19, 3→7→10"}
 
 
+def _stage_count_studies() -> dict[str, Any]:
+    """The stage-count results present, by schedule key (stage_count_<key>.json)."""
+    return {k: load(f"stage_count_{k}.json") for k in STAGE_COUNT if (RESULTS / f"stage_count_{k}.json").is_file()}
+
+
 def _stage_count() -> tuple[Any, Any, dict[str, str]]:
     """The stage-count study: the cumulative runs of stage_count_<schedule>.json (one code version, the same
     seeds, split and last-stage budgets) against frontier.json's scratch runs (the same seeds and split)."""
     from netgrow.analysis.frontier import aggregate, targets
 
     d, _, _ = _frontier()
-    studies = {k: load(f"stage_count_{k}.json") for k in STAGE_COUNT if (RESULTS / f"stage_count_{k}.json").is_file()}
+    studies = _stage_count_studies()
     if not studies:
         raise FileNotFoundError(2, "no stage-count result", str(RESULTS / "stage_count_5-10.json"))
     extra = _frontier_extend()
@@ -293,10 +298,8 @@ def t_stage_count_targets() -> str:
 def t_stage_count_stages() -> str:
     why = {"schedule": "plateau", "budget": "cap"}
     rows = []
-    for key in STAGE_COUNT:
-        if not (RESULTS / f"stage_count_{key}.json").is_file():
-            continue
-        for r in load(f"stage_count_{key}.json")["per_seed"]:
+    for key, study in _stage_count_studies().items():
+        for r in study["per_seed"]:
             st = r["cumulative_stages"]
             early = "; ".join(f"{a} on {k} classes: {s['epochs']} ep ({why.get(s['stopped_by'], s['stopped_by'])}), "
                               f"val {100 * s['val_acc']:.2f} %"
@@ -305,11 +308,15 @@ def t_stage_count_stages() -> str:
     return table(["schedule", "seed", "stages before the last", "their M"], rows)
 
 
+def pm(v: dict[str, float], suffix: str = "") -> str:
+    """A fraction's ``{"mean", "std"}`` summary (bench_mi.py) in percent."""
+    return f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}{suffix}"
+
+
 def t_mi() -> str:
     d = load("mi_robustness.json")["summary"]
     names = {"final": "final model alone", "mi": "MI, hard vote", "mi_defer": "MI, defer", "mi_soft": "MI, soft vote",
              "baseline": "scratch VGG19"}
-    pm = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}"  # noqa: E731
     gain = lambda v: f"{v['mean']:+.2f} ± {v['std']:.2f}"  # noqa: E731
     rows = [["clean", *[f"{pm(d['clean'][k])} ({gain(d['clean_gain_pp'][k])})" if k != "final" else pm(d["clean"][k])
                         for k in names]]]
@@ -324,14 +331,13 @@ def t_mi() -> str:
 def t_robustness() -> str:
     d = load("mi_robustness.json")
     s = d["summary"]
-    pm = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f} %"  # noqa: E731
     b = d["bands"]
     rows = []
     for key, label in (("noise_small", f"Gaussian noise, small σ (0 < σ ≤ {b['small_sigma_max']:g})"),
                        ("noise_large", f"Gaussian noise, large σ (σ ≥ {b['large_sigma_min']:g})"),
                        ("ablation_mean", "ablation, fraction 0–0.9 of conv units")):
         g = s[key]["grown_minus_baseline_pp"]
-        rows.append([label, pm(s[key]["grown"]), pm(s[key]["baseline"]), f"{g['mean']:+.2f} ± {g['std']:.2f}"])
+        rows.append([label, pm(s[key]["grown"], " %"), pm(s[key]["baseline"], " %"), f"{g['mean']:+.2f} ± {g['std']:.2f}"])
     return table(["perturbation (mean accuracy over the levels)", "grown (cumulative)", "scratch VGG19",
                   "grown − scratch (pp)"], rows)
 
@@ -416,7 +422,7 @@ def main() -> int:
                             title="Fashion-MNIST, VGG ×1/8 (mean ± std)", labels=LABELS,
                             targets=sorted({r["target"] for r in rows}))
         print(f"wrote {png}")
-    if any((RESULTS / f"stage_count_{k}.json").is_file() for k in STAGE_COUNT):
+    if _stage_count_studies():
         from netgrow.analysis.plots import plot_frontier
 
         fr, rows, labels = _stage_count()
