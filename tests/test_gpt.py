@@ -278,19 +278,6 @@ def test_count_macs_counts_attention_products_exactly_on_one_block() -> None:
     assert per_module["<functional>"] == 2 * h * t * t * hd + t * d * V + 3 * t * d
 
 
-def test_module_examples_run() -> None:
-    import doctest
-
-    import netgrow.data.text
-    import netgrow.models.gpt
-    import netgrow.models.gpt_grow
-    import netgrow.train.lm
-
-    for module in (netgrow.models.gpt, netgrow.models.gpt_grow, netgrow.data.text, netgrow.train.lm):
-        result = doctest.testmod(module)
-        assert result.attempted >= 1 and result.failed == 0, module.__name__
-
-
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_count_macs_of_multihead_attention_by_hand(batch_first: bool) -> None:
     from netgrow.train.macs import module_rule
