@@ -44,7 +44,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,6 +58,8 @@ from netgrow.models import create, grow
 from netgrow.ops.param_map import param_map
 from netgrow.train.carry import carry_optimizer_state
 from netgrow.train.macs import count_macs
+
+import _common as c  # benchmarks/_common.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "gpt_growth.json"
@@ -224,9 +225,8 @@ def _macs_to_target(run: dict[str, Any], scratch: dict[str, Any]) -> float | str
 
 
 def _ms(values: list[float]) -> list[float] | None:
-    if not values:
-        return None
-    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+    """[mean, std] as the JSON stores it (None for no values)."""
+    return list(c.mean_std(values)) if values else None
 
 
 def main() -> None:
@@ -243,8 +243,7 @@ def main() -> None:
     p.add_argument("--note", default="", help="free text recorded in the JSON (e.g. what else ran)")
     args = p.parse_args()
     torch.set_num_threads(1)
-    seeds = [0] if args.quick else (list(range(int(args.seeds))) if "," not in args.seeds
-                                    else [int(s) for s in args.seeds.split(",") if s.strip()])  # fmt: skip
+    seeds = [0] if args.quick else c.seeds(args.seeds)
     if args.quick:
         args.steps = 40
     train, val, _ = load("fortunes", block_size=args.block, validation=True)

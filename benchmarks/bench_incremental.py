@@ -35,6 +35,7 @@ def main() -> None:
     train = c.train_section(b.epochs, optimizer="rmsprop", lr=args.lr, momentum=0.9, weight_decay=1e-4,
                             schedule="constant")
     ws = 2 if b.quick else args.ws
+    fixed = [float(v) for v in args.fixed.split(",") if v.strip()]
     per_seed = []
     for seed in b.seeds:
         tr = {**train, "seed": seed}
@@ -43,7 +44,6 @@ def main() -> None:
             "model": {"arch": args.arch, "width": b.width, "init": args.init}, "train": tr,
             "stopping": {"rule": "angle", "ws": ws, "gamma": args.gamma}})
         target = c.final_acc(scratch) - 0.005
-        fixed = [float(v) for v in args.fixed.split(",") if v.strip()]
         scratch_fixed = {f"{a:g}": c.to_target(scratch, a) for a in fixed}
         row = {"seed": seed, "scratch": {"acc": c.final_acc(scratch), "M": scratch.M_total,
                                          "params": scratch.summary["final"]["params"],
@@ -56,15 +56,15 @@ def main() -> None:
                 "incremental": {"init": init, "ws": ws, "gamma": args.gamma, "max_epochs": b.epochs,
                                 "lookahead_epochs": args.lookahead_epochs}})
             hit = c.to_target(run, target)
+            run_fixed = {f"{a:g}": c.to_target(run, a) for a in fixed}
             row[init] = {"acc": c.final_acc(run), "M": run.M_total, "M_ratio": run.M_total / scratch.M_total,
                          "epochs": run.summary["epochs_total"], "to_target": hit,
                          "M_to_target_ratio": None if hit is None else hit["M"] / scratch.M_total,
                          "accuracy_vs_params": run.summary.get("extra", {}).get("accuracy_vs_params"),
                          "phase_epochs": [s["epochs"] for s in run.stages],
-                         "M_to_fixed": {f"{a:g}": None if (h := c.to_target(run, a)) is None else h["M"] for a in fixed},
-                         "M_to_fixed_ratio": {f"{a:g}": None if (h := c.to_target(run, a)) is None or
-                                              scratch_fixed[f"{a:g}"] is None else h["M"] / scratch_fixed[f"{a:g}"]["M"]
-                                              for a in fixed}}
+                         "M_to_fixed": {k: None if h is None else h["M"] for k, h in run_fixed.items()},
+                         "M_to_fixed_ratio": {k: None if h is None or scratch_fixed[k] is None
+                                              else h["M"] / scratch_fixed[k]["M"] for k, h in run_fixed.items()}}
         per_seed.append(row)
     rows = [["scratch " + args.arch, c.fmt_ms([r["scratch"]["acc"] for r in per_seed], 100, suffix="%"),
              c.fmt_ms([r["scratch"]["M"] for r in per_seed], 1e-12, 3, "T"), "1.00x",

@@ -209,19 +209,20 @@ def _frontier_extend() -> dict[str, Any]:
     return load("frontier_extend.json")["per_seed"] if (RESULTS / "frontier_extend.json").is_file() else {}
 
 
+def _points(d: dict[str, Any], key: str, method: str | None = None, extend: bool = False) -> list[dict[str, Any]]:
+    """The frontier points of ``d["per_seed"][i][key]`` (``extend``: plus frontier_extend.json's, which extends
+    frontier.json) as analysis.frontier.aggregate takes them, under the name ``method`` (default ``key``)."""
+    extra = _frontier_extend() if extend else {}
+    return [{"method": method or key, "budget": f"{p['stable']}+{p['decay']}", "seed": r["seed"], "M": p["M"],
+             "test_acc": p["test_acc"]}
+            for r in d["per_seed"] for p in r[key] + extra.get(str(r["seed"]), {}).get(key, [])]
+
+
 def _frontier() -> tuple[dict[str, Any], Any, Any]:
     from netgrow.analysis.frontier import aggregate, targets
 
     d = load("frontier.json")
-    extra = _frontier_extend()
-    pts = []
-    for r in d["per_seed"]:
-        for method in ("scratch", "cumulative"):
-            more = extra.get(str(r["seed"]), {}).get(method, [])
-            for p in r[method] + more:
-                pts.append({"method": method, "budget": f"{p['stable']}+{p['decay']}", "seed": r["seed"],
-                            "M": p["M"], "test_acc": p["test_acc"]})
-    fr = aggregate(pts)
+    fr = aggregate(_points(d, "scratch", extend=True) + _points(d, "cumulative", extend=True))
     return d, fr, targets(fr, "scratch", deltas=(0.005, 0.01))
 
 
@@ -245,7 +246,7 @@ def t_frontier_targets() -> str:
 
 
 def t_frontier_stages() -> str:
-    d, _, _ = _frontier()
+    d = load("frontier.json")
     rows = []
     for r in d["per_seed"]:
         st = r["cumulative_stages"]
@@ -270,19 +271,12 @@ def _stage_count() -> tuple[Any, Any, dict[str, str]]:
     seeds, split and last-stage budgets) against frontier.json's scratch runs (the same seeds and split)."""
     from netgrow.analysis.frontier import aggregate, targets
 
-    d, _, _ = _frontier()
     studies = _stage_count_studies()
     if not studies:
         raise FileNotFoundError(2, "no stage-count result", str(RESULTS / "stage_count_5-10.json"))
-    extra = _frontier_extend()
-    pts = [{"method": "scratch", "budget": f"{p['stable']}+{p['decay']}", "seed": r["seed"], "M": p["M"],
-            "test_acc": p["test_acc"]}
-           for r in d["per_seed"] for p in r["scratch"] + extra.get(str(r["seed"]), {}).get("scratch", [])]
+    pts = _points(load("frontier.json"), "scratch", extend=True)
     for key, st in studies.items():
-        for r in st["per_seed"]:
-            for p in r["cumulative"]:
-                pts.append({"method": key, "budget": f"{p['stable']}+{p['decay']}", "seed": r["seed"], "M": p["M"],
-                            "test_acc": p["test_acc"]})
+        pts += _points(st, "cumulative", key)
     fr = aggregate(pts)
     return fr, targets(fr, "scratch", deltas=(0.005, 0.01)), {"scratch": "scratch VGG19", **STAGE_COUNT}
 
