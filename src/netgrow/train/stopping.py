@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netgrow.errors import ConfigError
+from netgrow.train.schedules import plateaued
 
 StoppingRule = Callable[[list[dict[str, Any]]], bool]
 
@@ -44,13 +45,9 @@ class Plateau:
         self.mode = mode
 
     def __call__(self, history: list[dict[str, Any]]) -> bool:
-        values = [row[self.key] for row in history if row.get(self.key) is not None]
-        if len(values) <= self.patience:
-            return False
         sign = 1.0 if self.mode == "max" else -1.0
-        best_before = max(sign * v for v in values[: -self.patience])
-        best_recent = max(sign * v for v in values[-self.patience :])
-        return best_recent <= best_before + self.min_delta
+        return plateaued([sign * row[self.key] for row in history if row.get(self.key) is not None],
+                         self.patience, self.min_delta)
 
     def __repr__(self) -> str:
         return f"Plateau(patience={self.patience}, min_delta={self.min_delta}, key={self.key!r}, mode={self.mode!r})"
